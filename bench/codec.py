@@ -1,0 +1,101 @@
+"""The codec contract and the registry of adapter factories.
+
+An adapter factory is a callable ``(name: str, options: dict) -> Codec``. Built-in factories are
+listed in ``BUILTIN_ADAPTERS`` as ``"module:function"`` strings and imported on first use, so that
+``bench`` starts fast and a missing optional library only disables the codecs that need it.
+Third-party packages register factories under the entry-point group ``bench.codecs``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+ENTRY_POINT_GROUP = "bench.codecs"
+
+BUILTIN_ADAPTERS: dict[str, str] = {
+    "imagecodecs.jpeg": "bench.adapters.imagecodecs_codecs:jpeg",
+    "imagecodecs.jpeg2k": "bench.adapters.imagecodecs_codecs:jpeg2k",
+    "imagecodecs.webp": "bench.adapters.imagecodecs_codecs:webp",
+    "imagecodecs.jpegxl": "bench.adapters.imagecodecs_codecs:jpegxl",
+    "imagecodecs.avif": "bench.adapters.imagecodecs_codecs:avif",
+    "pillow_heif.hevc": "bench.adapters.heif:hevc",
+}
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """What the harness needs from a codec (see DESIGN.md, "The codec contract")."""
+
+    name: str
+
+    def available(self) -> str | None:
+        """None when usable, else why not and how to install what is missing."""
+
+    def versions(self) -> dict[str, str]:
+        """Library, binary and model versions, for provenance and the config hash."""
+
+    def encode(self, image: np.ndarray, quality: float) -> bytes:
+        """Encode an H x W x 3 uint8 RGB image at the codec's native quality parameter."""
+
+    def decode(self, data: bytes, shape: tuple[int, int]) -> np.ndarray:
+        """Decode to an H x W x 3 uint8 RGB image; ``shape`` is the original (H, W)."""
+
+
+CodecFactory = Callable[[str, dict[str, Any]], Codec]
+
+
+class UnavailableCodec:
+    """Stands in for a codec whose adapter could not be loaded; says why."""
+
+    def __init__(self, name: str, reason: str):
+        self.name = name
+        self.reason = reason
+
+    def available(self) -> str | None:
+        return self.reason
+
+    def versions(self) -> dict[str, str]:
+        return {}
+
+    def encode(self, image: np.ndarray, quality: float) -> bytes:
+        raise RuntimeError(f"{self.name} is unavailable: {self.reason}")
+
+    def decode(self, data: bytes, shape: tuple[int, int]) -> np.ndarray:
+        raise RuntimeError(f"{self.name} is unavailable: {self.reason}")
+
+
+def _entry_point_factories() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def adapter_names() -> list[str]:
+    """Every adapter name that a catalog entry may use."""
+    return sorted(set(BUILTIN_ADAPTERS) | set(_entry_point_factories()))
+
+
+def load_factory(adapter: str) -> CodecFactory:
+    """Import the factory for ``adapter``; raises LookupError or ImportError with the reason."""
+    if adapter in BUILTIN_ADAPTERS:
+        module_name, func = BUILTIN_ADAPTERS[adapter].split(":")
+        return getattr(importlib.import_module(module_name), func)
+    eps = _entry_point_factories()
+    if adapter in eps:
+        return eps[adapter].load()
+    raise LookupError(
+        f"no adapter named {adapter!r}: not built in and no package registers it "
+        f"under the entry-point group {ENTRY_POINT_GROUP!r}"
+    )
+
+
+def make_codec(name: str, adapter: str, options: dict[str, Any]) -> Codec:
+    """Build a codec; a missing adapter or library gives an UnavailableCodec that says why."""
+    try:
+        factory = load_factory(adapter)
+    except (LookupError, ImportError) as exc:
+        return UnavailableCodec(name, str(exc))
+    return factory(name, dict(options))
