@@ -1,0 +1,201 @@
+"""The `bench` command."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import click
+
+from bench.cli_datasets import datasets
+from bench.errors import UserError, UserErrorGroup
+
+
+@click.group(cls=UserErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
+@click.version_option(package_name="codec-bench")
+def cli(verbose: bool) -> None:
+    """Benchmark learned and traditional image codecs under one protocol."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _parse_qualities(values: tuple[str, ...]) -> dict[str, list[float]]:
+    qualities: dict[str, list[float]] = {}
+    for value in values:
+        name, eq, points = value.partition("=")
+        try:
+            parsed = [float(p) for p in points.split(",") if p.strip()]
+        except ValueError:
+            parsed = []
+        if not eq or not name or not parsed:
+            raise UserError(f"--qualities {value!r}: expected CODEC=Q1,Q2,... with numbers")
+        qualities[name.strip()] = parsed
+    return qualities
+
+
+@cli.command("run")
+@click.option(
+    "--codecs",
+    metavar="LIST",
+    help="Codecs with option overrides, e.g. jpeg,jxl:effort=9 "
+    "[default: every available in-process codec of the catalog].",
+)
+@click.option(
+    "--dataset",
+    default=None,
+    metavar="NAME|PATH",
+    help="A dataset name (sample, kodak, ...) or a folder of images [default: sample].",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="Where datasets live [default: $BENCH_DATA_DIR, else a per-user cache directory].",
+)
+@click.option("--images", type=int, metavar="N", help="Only the first N images of the dataset.")
+@click.option(
+    "--qualities",
+    multiple=True,
+    metavar="CODEC=Q1,Q2,...",
+    help="Replace a codec's default sweep (repeatable).",
+)
+@click.option("--jobs", type=int, metavar="N", help="Worker processes [default: the number of cores].")
+@click.option(
+    "--threads", type=int, metavar="N", help="Threads per codec call [default: each catalog entry's, 1]."
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["inline", "local"]),
+    default=None,
+    help="local: a pool of worker processes [default]; inline: in this process, for debugging.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Run directory [default: reports/runs/<dataset>-<config hash>].",
+)
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), help="Repeat the run described by a run.json."
+)
+@click.option(
+    "--skip-unavailable",
+    is_flag=True,
+    help="Leave out requested codecs that are unavailable instead of refusing.",
+)
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable or unsupported images instead of refusing.")
+def run_command(
+    codecs,
+    dataset,
+    data_dir,
+    images,
+    qualities,
+    jobs,
+    threads,
+    executor,
+    out,
+    config_path,
+    skip_unavailable,
+    skip_bad,
+) -> None:
+    """Encode and decode every image at every quality, measure, and store one row per task.
+
+    Re-running the same command resumes: tasks already in the run directory's store are skipped.
+    """
+    from tqdm import tqdm
+
+    from bench.runner import RunRequest, execute_plan, request_from_run_json, resolve
+    from bench.summary import format_summary, summary
+
+    changes = dict(
+        data_dir=data_dir,
+        images=images,
+        jobs=jobs,
+        threads=threads,
+        executor=executor,
+        out=out,
+        skip_unavailable=skip_unavailable or None,
+        skip_bad=skip_bad or None,
+    )
+    if config_path:
+        if codecs or dataset or qualities:
+            raise UserError(
+                "--config repeats a run as it was: do not combine it with --codecs, --dataset or --qualities"
+            )
+        request = request_from_run_json(Path(config_path), **changes)
+    else:
+        request = RunRequest(
+            codecs=codecs, dataset=dataset or "sample", qualities=_parse_qualities(qualities)
+        )
+        for key, value in changes.items():
+            if value is not None:
+                setattr(request, key, value)
+    plan = resolve(request)
+    for note in plan.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(f"run directory: {plan.run_dir}", err=True)
+
+    def progress(total: int):
+        return tqdm(total=total, unit="task", desc="bench run", file=sys.stderr, dynamic_ncols=True)
+
+    try:
+        outcome = execute_plan(plan, progress)
+    except KeyboardInterrupt:
+        click.echo(
+            f"bench: interrupted; finished tasks are stored in {plan.run_dir}: "
+            "run the same command again to resume",
+            err=True,
+        )
+        sys.exit(130)
+    except BrokenProcessPool:
+        click.echo(
+            f"bench: error: a worker process died (a codec crash?); finished tasks are stored in "
+            f"{plan.run_dir}; rerun to resume, or use --executor inline to find the task",
+            err=True,
+        )
+        sys.exit(1)
+    for note in outcome.notes[len(plan.notes) :]:
+        click.echo(f"note: {note}", err=True)
+    click.echo(format_summary(summary(outcome.rows)))
+    click.echo(
+        f"\n{outcome.executed} task(s) run, {outcome.resumed} already stored; wall {outcome.wall_s:.1f} s with "
+        f"{plan.jobs} job(s); harness overhead {outcome.overhead * 100:.1f} %; results: {outcome.run_dir / 'results.csv'}"
+    )
+
+
+@cli.command("codecs")
+def codecs_command() -> None:
+    """List every codec of the catalog: available or why not, versions, quality parameter, default sweep."""
+    from bench.catalog import load_catalog
+    from bench.codec import make_codec
+
+    for entry in load_catalog().values():
+        try:
+            codec = make_codec(entry.name, entry.adapter, entry.options)
+            reason = codec.available()
+        except (ValueError, TypeError) as exc:
+            codec, reason = None, f"bad catalog options: {exc}"
+        sweep = ",".join(f"{q:g}" for q in entry.qualities)
+        click.echo(f"{entry.name}: {'available' if reason is None else 'unavailable'} - {entry.description}")
+        if reason is not None:
+            click.echo(f"    why: {reason}")
+        else:
+            versions = ", ".join(f"{k} {v}" for k, v in codec.versions().items())
+            click.echo(f"    versions: {versions}")
+        direction = "raises" if entry.rate_rises_with_quality else "lowers"
+        click.echo(f"    quality: {entry.quality_label} (a higher value {direction} the rate); sweep {sweep}")
+        options = ", ".join(f"{k}={v}" for k, v in entry.options.items())
+        click.echo(f"    options: {options or '-'}; adapter {entry.adapter}")
+
+
+cli.add_command(datasets)
+
+
+def main() -> None:
+    cli(prog_name="bench")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Where tasks run: inline (in this process, for debugging) or a pool of local worker processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any
+
+from bench.worker import Task, run_task
+
+EXECUTORS = ("inline", "local")
+
+
+def default_jobs() -> int:
+    """The cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _init_worker() -> None:
+    """One math thread per worker for the metrics, so jobs do not fight over cores."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def run_inline(tasks: Sequence[Task]) -> Iterator[dict[str, Any]]:
+    for task in tasks:
+        yield run_task(task)
+
+
+def run_local(tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
+    """Run tasks on ``jobs`` spawned worker processes, yielding rows as they finish.
+
+    At most two tasks per worker are queued at a time, so an interrupted run leaves little in flight.
+    """
+    context = multiprocessing.get_context("spawn")
+    pending = iter(tasks)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker) as pool:
+        in_flight: set[Future] = set()
+        try:
+            while True:
+                while len(in_flight) < 2 * jobs:
+                    task = next(pending, None)
+                    if task is None:
+                        break
+                    in_flight.add(pool.submit(run_task, task))
+                if not in_flight:
+                    return
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        finally:
+            for future in in_flight:
+                future.cancel()
+
+
+def execute(tasks: Sequence[Task], executor: str, jobs: int) -> Iterator[dict[str, Any]]:
+    """Rows of ``tasks`` in completion order."""
+    if executor == "inline":
+        return run_inline(tasks)
+    if executor == "local":
+        return run_local(tasks, jobs)
+    raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")

@@ -1,0 +1,338 @@
+"""A benchmark run: resolve the configuration, plan the tasks the store lacks, execute, export."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench import datasets
+from bench.catalog import CatalogEntry, config_hash, load_catalog, parse_codec_specs
+from bench.codec import make_codec
+from bench.errors import UserError
+from bench.executors import EXECUTORS, default_jobs, execute
+from bench.provenance import provenance
+from bench.store import SCHEMA_VERSION, Store
+from bench.worker import Task
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RUNS_DIR = Path("reports/runs")
+IN_PROCESS_EXCLUDED_ADAPTERS = ("subprocess",)
+
+
+@dataclass
+class RunRequest:
+    """What a user asks for; ``resolve`` turns it into a fully specified RunPlan."""
+
+    codecs: str | None = None  # "jpeg,jxl:effort=9"; None = every available in-process codec
+    dataset: str = "sample"
+    data_dir: str | None = None
+    images: int | None = None
+    qualities: dict[str, list[float]] = field(default_factory=dict)
+    jobs: int | None = None
+    threads: int | None = None
+    executor: str = "local"
+    out: str | None = None
+    skip_unavailable: bool = False
+    skip_bad: bool = False
+    entries: list[CatalogEntry] | None = None  # set by --config: the run's own catalog entries
+
+
+@dataclass(frozen=True)
+class ResolvedCodec:
+    entry: CatalogEntry
+    threads: int
+    versions: dict[str, str]
+    config_hash: str
+    qualities: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.entry.name,
+            "config_hash": self.config_hash,
+            "threads": self.threads,
+            "qualities": list(self.qualities),
+            "versions": self.versions,
+            "entry": self.entry.to_dict(),
+        }
+
+
+@dataclass
+class RunPlan:
+    run_dir: Path
+    config_id: str
+    dataset: datasets.Dataset
+    images: list[datasets.ImageInfo]
+    codecs: list[ResolvedCodec]
+    jobs: int
+    executor: str
+    request: RunRequest
+    notes: list[str]
+    skipped_files: list[datasets.BadFile]
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    rows: pd.DataFrame
+    executed: int
+    resumed: int
+    wall_s: float
+    overhead: float
+    notes: list[str]
+
+
+def _selected_entries(request: RunRequest, notes: list[str]) -> list[CatalogEntry]:
+    if request.entries is not None:
+        return list(request.entries)
+    catalog = load_catalog()
+    if request.codecs is None:
+        return [e for e in catalog.values() if e.adapter not in IN_PROCESS_EXCLUDED_ADAPTERS]
+    selected = []
+    for name, overrides in parse_codec_specs(request.codecs):
+        if name not in catalog:
+            raise UserError(f"unknown codec {name!r}; the catalog has: {', '.join(catalog)}")
+        selected.append(catalog[name].with_options(overrides))
+    return selected
+
+
+def resolve_codecs(request: RunRequest, notes: list[str]) -> list[ResolvedCodec]:
+    """Catalog entries with options, threads, versions and config hashes; unavailable ones refused."""
+    by_default = request.codecs is None and request.entries is None
+    resolved, unavailable = [], []
+    for entry in _selected_entries(request, notes):
+        threads = request.threads if request.threads is not None else int(entry.options.get("threads", 1))
+        entry = entry.with_options({"threads": threads})
+        try:
+            codec = make_codec(entry.name, entry.adapter, entry.options)
+        except (ValueError, TypeError) as exc:
+            raise UserError(f"{entry.name}: {exc}") from None
+        reason = codec.available()
+        if reason:
+            unavailable.append(f"{entry.name} is unavailable: {reason}")
+            continue
+        versions = codec.versions()
+        qualities = request.qualities.get(entry.name, entry.qualities)
+        resolved.append(
+            ResolvedCodec(entry, threads, versions, config_hash(entry, threads, versions), tuple(qualities))
+        )
+    unknown = set(request.qualities) - {entry.entry.name for entry in resolved}
+    if unknown:
+        raise UserError(f"--qualities names codec(s) not in this run: {', '.join(sorted(unknown))}")
+    if unavailable and not (by_default or request.skip_unavailable):
+        raise UserError("\n".join(unavailable) + "\n(use --skip-unavailable to run the others)")
+    notes.extend(f"left out: {line}" for line in unavailable)
+    if not resolved:
+        raise UserError("no available codec to run (see `bench codecs`)")
+    return resolved
+
+
+def _config_id(dataset_name: str, images: list[datasets.ImageInfo], codecs: list[ResolvedCodec]) -> str:
+    payload = {
+        "dataset": dataset_name,
+        "images": [image.sha256 for image in images],
+        "codecs": [(c.entry.name, c.config_hash, list(c.qualities)) for c in codecs],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def resolve(request: RunRequest) -> RunPlan:
+    """Check everything the user asked for, before any work."""
+    if request.executor not in EXECUTORS:
+        raise UserError(f"unknown executor {request.executor!r}; choose from {', '.join(EXECUTORS)}")
+    jobs = 1 if request.executor == "inline" else default_jobs() if request.jobs is None else request.jobs
+    if jobs < 1:
+        raise UserError("--jobs must be at least 1")
+    if request.images is not None and request.images < 1:
+        raise UserError("--images must be at least 1")
+    notes: list[str] = []
+    codecs = resolve_codecs(request, notes)
+    data_dir = datasets.default_data_dir(request.data_dir)
+    dataset = datasets.open_dataset(request.dataset, data_dir)
+    images, bad = datasets.scan(dataset, request.images)
+    if bad and not request.skip_bad:
+        lines = [f"{b.path}: {b.reason}" for b in bad]
+        raise UserError(
+            f"{len(bad)} unusable image(s) in {dataset.name} (use --skip-bad to skip them):\n"
+            + "\n".join(lines)
+        )
+    notes.extend(f"skipped: {b.path}: {b.reason}" for b in bad)
+    by_note: dict[str, list[str]] = {}
+    for image in images:
+        for note in image.notes:
+            by_note.setdefault(note, []).append(image.name)
+    notes.extend(f"{note}: {', '.join(names)}" for note, names in by_note.items())
+    if not images:
+        raise UserError(f"no usable image in {dataset.name}")
+    config_id = _config_id(dataset.name, images, codecs)
+    run_dir = Path(request.out) if request.out else DEFAULT_RUNS_DIR / f"{dataset.name}-{config_id[:8]}"
+    return RunPlan(run_dir, config_id, dataset, images, codecs, jobs, request.executor, request, notes, bad)
+
+
+def run_json(plan: RunPlan) -> dict[str, Any]:
+    """The run.json document: schema version, resolved configuration, provenance."""
+    request = plan.request
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "config_id": plan.config_id,
+        "config": {
+            "dataset": {
+                "name": plan.dataset.name,
+                "spec": request.dataset,
+                "root": str(plan.dataset.root),
+                "data_dir": request.data_dir,
+                "limit": request.images,
+                "images": [
+                    {
+                        "name": i.name,
+                        "sha256": i.sha256,
+                        "width": i.width,
+                        "height": i.height,
+                        "notes": list(i.notes),
+                    }
+                    for i in plan.images
+                ],
+                "skipped": [{"path": str(b.path), "reason": b.reason} for b in plan.skipped_files],
+            },
+            "codecs": [codec.to_dict() for codec in plan.codecs],
+            "threads": request.threads,
+            "jobs": plan.jobs,
+            "executor": plan.executor,
+        },
+        "provenance": provenance(),
+    }
+
+
+def request_from_run_json(path: Path, **changes: Any) -> RunRequest:
+    """The request that repeats a run exactly: its own catalog entries, qualities, images and threads."""
+    try:
+        document = json.loads(Path(path).read_text())
+        config = document["config"]
+        dataset = config["dataset"]
+        entries = [CatalogEntry.from_dict(codec["entry"]) for codec in config["codecs"]]
+        qualities = {codec["name"]: codec["qualities"] for codec in config["codecs"]}
+        request = RunRequest(
+            dataset=dataset["spec"],
+            data_dir=dataset.get("data_dir"),
+            images=dataset.get("limit"),
+            qualities=qualities,
+            jobs=config.get("jobs"),
+            threads=config.get("threads"),
+            executor=config.get("executor", "local"),
+            skip_bad=bool(dataset.get("skipped")),
+            entries=entries,
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: not a readable run.json ({exc})") from None
+    for key, value in changes.items():
+        if value is not None:
+            setattr(request, key, value)
+    return request
+
+
+def _prepare_run_dir(plan: RunPlan) -> None:
+    """Create the run directory, or check that an existing one holds this same configuration."""
+    path = plan.run_dir / "run.json"
+    if path.exists():
+        try:
+            existing = json.loads(path.read_text()).get("config_id")
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{path}: unreadable ({exc}); use another --out") from None
+        if existing != plan.config_id:
+            raise UserError(
+                f"{plan.run_dir} holds a different run configuration ({existing} here, {plan.config_id} asked); "
+                "use another --out or remove that directory"
+            )
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(run_json(plan), indent=2) + "\n")
+    os.replace(temporary, path)
+
+
+def _tasks(plan: RunPlan) -> list[Task]:
+    return [
+        Task(
+            dataset=plan.dataset.name,
+            image=image.name,
+            path=str(image.path),
+            image_sha256=image.sha256,
+            height=image.height,
+            width=image.width,
+            entry=codec.entry.to_dict(),
+            config_hash=codec.config_hash,
+            quality=float(quality),
+            threads=codec.threads,
+            jobs=plan.jobs,
+        )
+        for image in plan.images
+        for codec in plan.codecs
+        for quality in codec.qualities
+    ]
+
+
+def harness_overhead(rows: list[dict[str, Any]], wall_s: float, jobs: int) -> float:
+    """1 - (sum of task codec + metric seconds) / (wall seconds x jobs), over the tasks run now."""
+    busy = sum(
+        row.get(key) or 0.0
+        for row in rows
+        for key in ("enc_s", "dec_s", "metric_s")
+        if not (isinstance(row.get(key), float) and math.isnan(row[key]))
+    )
+    return 1.0 - busy / (wall_s * jobs) if wall_s > 0 else math.nan
+
+
+def execute_plan(plan: RunPlan, progress: Callable[[int], Any] | None = None) -> RunOutcome:
+    """Run the tasks the store lacks; one transaction per finished task; export results.csv."""
+    start = time.perf_counter()
+    _prepare_run_dir(plan)
+    with Store(plan.run_dir / "results.sqlite") as store:
+        done = store.done_keys()
+        planned = _tasks(plan)
+        tasks = [task for task in planned if task.key not in done]
+        resumed = len(planned) - len(tasks)
+        new_rows: list[dict[str, Any]] = []
+        bar = progress(len(tasks)) if progress else None
+        try:
+            for row in execute(tasks, plan.executor, plan.jobs):
+                store.add(row)
+                new_rows.append(row)
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+            frame = store.frame()
+            frame.to_csv(plan.run_dir / "results.csv", index=False)
+    wall_s = time.perf_counter() - start
+    errors = sum(1 for row in new_rows if row.get("error"))
+    notes = list(plan.notes) + ([f"{errors} task(s) failed: see the error column"] if errors else [])
+    return RunOutcome(
+        plan.run_dir,
+        frame,
+        len(new_rows),
+        resumed,
+        wall_s,
+        harness_overhead(new_rows, wall_s, plan.jobs),
+        notes,
+    )
+
+
+def run(
+    codecs: str | None = None,
+    dataset: str = "sample",
+    *,
+    progress: Callable[[int], Any] | None = None,
+    **options: Any,
+) -> pd.DataFrame:
+    """Run a benchmark (arguments as RunRequest's fields) and return every row of its configuration."""
+    return execute_plan(resolve(RunRequest(codecs=codecs, dataset=dataset, **options)), progress).rows

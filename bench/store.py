@@ -1,0 +1,87 @@
+"""The results store: one SQLite row per task, one transaction per finished task."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SCHEMA_VERSION = 1
+
+# name -> SQLite type; order is the column order of results.csv (docs/results.md describes each).
+COLUMNS: dict[str, str] = {
+    "dataset": "TEXT",
+    "image": "TEXT",
+    "image_sha256": "TEXT NOT NULL",
+    "codec": "TEXT NOT NULL",
+    "config_hash": "TEXT NOT NULL",
+    "quality": "REAL NOT NULL",
+    "width": "INTEGER",
+    "height": "INTEGER",
+    "bytes": "INTEGER",
+    "bpp": "REAL",
+    "psnr_rgb": "REAL",
+    "psnr_y": "REAL",
+    "ms_ssim": "REAL",
+    "ms_ssim_db": "REAL",
+    "enc_s": "REAL",
+    "dec_s": "REAL",
+    "enc_mps": "REAL",
+    "dec_mps": "REAL",
+    "metric_s": "REAL",
+    "threads": "INTEGER",
+    "jobs": "INTEGER",
+    "device": "TEXT",
+    "note": "TEXT",
+    "error": "TEXT",
+}
+KEY = ("image_sha256", "codec", "config_hash", "quality")
+TaskKey = tuple[str, str, str, float]
+
+
+class Store:
+    """A results.sqlite file. Rows are keyed by (image_sha256, codec, config_hash, quality)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions below
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        columns = ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
+        self._db.execute(f"CREATE TABLE IF NOT EXISTS results ({columns}, PRIMARY KEY ({', '.join(KEY)}))")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def done_keys(self) -> set[TaskKey]:
+        cursor = self._db.execute(f"SELECT {', '.join(KEY)} FROM results")
+        return {(sha, codec, config, float(quality)) for sha, codec, config, quality in cursor}
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Store one finished task in its own transaction; a task already stored is kept as it was."""
+        names = list(COLUMNS)
+        placeholders = ", ".join("?" for _ in names)
+        with self._db:  # BEGIN ... COMMIT, rolled back on error
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                f"INSERT OR IGNORE INTO results ({', '.join(names)}) VALUES ({placeholders})",
+                [row.get(name) for name in names],
+            )
+
+    def frame(self) -> pd.DataFrame:
+        frame = pd.read_sql_query("SELECT * FROM results ORDER BY codec, quality, image", self._db)
+        return frame[list(COLUMNS)]
+
+
+def rows_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """Rows as a DataFrame with the schema's columns in order."""
+    return pd.DataFrame(list(rows), columns=list(COLUMNS))

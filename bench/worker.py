@@ -1,0 +1,139 @@
+"""One task in a worker process: encode (timed), decode (timed), metrics, one result row.
+
+Codecs and images are cached per process; each codec is warmed up once per process before its first
+timed call. Any failure of the codec or the metrics becomes a row with ``error`` set.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import metrics
+from bench.catalog import CatalogEntry
+from bench.codec import Codec, make_codec
+from bench.images import load_image
+
+WARMUP_SIDE = 64
+
+
+@dataclass(frozen=True)
+class Task:
+    """Everything a worker needs to run one (image, codec, quality) point."""
+
+    dataset: str
+    image: str
+    path: str
+    image_sha256: str
+    height: int
+    width: int
+    entry: dict[str, Any]  # CatalogEntry.to_dict() with resolved options
+    config_hash: str
+    quality: float
+    threads: int
+    jobs: int
+
+    @property
+    def key(self) -> tuple[str, str, str, float]:
+        return (self.image_sha256, self.entry["name"], self.config_hash, self.quality)
+
+
+_codecs: dict[str, Codec] = {}
+_images: dict[str, np.ndarray] = {}
+_warm: set[str] = set()
+IMAGE_CACHE_SIZE = 4
+
+
+def _codec(task: Task) -> Codec:
+    codec = _codecs.get(task.config_hash)
+    if codec is None:
+        entry = CatalogEntry.from_dict(task.entry)
+        codec = make_codec(entry.name, entry.adapter, entry.options)
+        reason = codec.available()
+        if reason:
+            raise RuntimeError(f"{entry.name} is unavailable: {reason}")
+        _codecs[task.config_hash] = codec
+    return codec
+
+
+def _image(task: Task) -> np.ndarray:
+    image = _images.get(task.path)
+    if image is None:
+        image = load_image(Path(task.path)).rgb
+        if len(_images) >= IMAGE_CACHE_SIZE:
+            _images.pop(next(iter(_images)))
+        _images[task.path] = image
+    return image
+
+
+def _warm_up(task: Task, codec: Codec, image: np.ndarray) -> None:
+    """Once per codec configuration and process: the codec's warmup(), else a small untimed round trip."""
+    if task.config_hash in _warm:
+        return
+    if hasattr(codec, "warmup"):
+        codec.warmup()
+    else:
+        crop = np.ascontiguousarray(image[:WARMUP_SIDE, :WARMUP_SIDE])
+        codec.decode(codec.encode(crop, task.quality), crop.shape[:2])
+    _warm.add(task.config_hash)
+
+
+def _sync(codec: Codec) -> None:
+    if hasattr(codec, "sync"):
+        codec.sync()
+
+
+def run_task(task: Task) -> dict[str, Any]:
+    """Run one task and return its row; never raises for a codec or metric failure."""
+    row: dict[str, Any] = {
+        "dataset": task.dataset,
+        "image": task.image,
+        "image_sha256": task.image_sha256,
+        "codec": task.entry["name"],
+        "config_hash": task.config_hash,
+        "quality": task.quality,
+        "width": task.width,
+        "height": task.height,
+        "threads": task.threads,
+        "jobs": task.jobs,
+        "device": "cpu",
+    }
+    try:
+        image = _image(task)
+        codec = _codec(task)
+        row["device"] = getattr(codec, "device", "cpu")
+        _warm_up(task, codec, image)
+        start = time.perf_counter()
+        data = codec.encode(image, task.quality)
+        _sync(codec)
+        enc_s = time.perf_counter() - start
+        start = time.perf_counter()
+        reconstruction = codec.decode(bytes(data), (task.height, task.width))
+        _sync(codec)
+        dec_s = time.perf_counter() - start
+        expected = (task.height, task.width, 3)
+        if reconstruction.shape != expected or reconstruction.dtype != np.uint8:
+            raise ValueError(
+                f"decoder returned {reconstruction.dtype} {reconstruction.shape}, expected uint8 {expected}"
+            )
+        start = time.perf_counter()
+        row.update(metrics.distortion(image, reconstruction))
+        row["metric_s"] = time.perf_counter() - start
+        megapixels = task.width * task.height / 1e6
+        row.update(
+            bytes=len(data),
+            bpp=metrics.bpp(len(data), task.height, task.width),
+            enc_s=enc_s,
+            dec_s=dec_s,
+            enc_mps=megapixels / enc_s if enc_s > 0 else math.inf,
+            dec_mps=megapixels / dec_s if dec_s > 0 else math.inf,
+        )
+    except Exception as exc:  # a failed task is a row with error set; the run goes on
+        message = " ".join(str(exc).split()) or "no message"
+        row["error"] = f"{type(exc).__name__}: {message}"[:500]
+    return row

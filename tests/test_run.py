@@ -1,0 +1,214 @@
+"""`bench run` end to end: real codecs over real images into a real SQLite store."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from skimage import data
+
+import bench
+from bench.cli import cli
+from bench.store import COLUMNS
+
+TWO_JPEG_POINTS = ("--qualities", "jpeg=30,80")
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture()
+def photo_dir(tmp_path: Path) -> Path:
+    """A folder of three real photographs (one of them small enough that MS-SSIM is undefined)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(data.astronaut()[:256, :320]).save(folder / "astronaut.png")
+    Image.fromarray(data.chelsea()).save(folder / "chelsea.png")
+    Image.fromarray(data.coffee()[:150, :200]).save(folder / "coffee_small.png")
+    return folder
+
+
+def test_run_stores_one_row_per_task_with_true_metrics(photo_dir, tmp_path):
+    out = tmp_path / "run"
+    result = invoke("run", "--codecs", "jpeg,webp", "--dataset", str(photo_dir), "--out", str(out),
+                    "--qualities", "jpeg=20,90", "--qualities", "webp=50,80", "--executor", "inline")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(out / "results.csv")
+    assert list(rows.columns) == list(COLUMNS)
+    assert len(rows) == 3 * 2 * 2 and rows["error"].isna().all()
+    assert not rows.duplicated(["image_sha256", "codec", "config_hash", "quality"]).any()
+    assert list(rows["bpp"]) == pytest.approx(list(rows["bytes"] * 8 / (rows["width"] * rows["height"])), rel=1e-12)
+    assert list(rows["enc_mps"]) == pytest.approx(list(rows["width"] * rows["height"] / 1e6 / rows["enc_s"]))
+    # a higher quality costs more bytes and gives a higher PSNR, image by image
+    for _, group in rows.groupby(["codec", "image"]):
+        group = group.sort_values("quality")
+        assert group["bytes"].is_monotonic_increasing and group["psnr_rgb"].is_monotonic_increasing
+    small = rows[rows["image"] == "coffee_small.png"]
+    assert small["ms_ssim"].isna().all() and small["note"].str.contains("under 161 px").all()
+    # the stored PSNR is the PSNR of what a second decoder (Pillow) makes of the same JPEG bytes
+    from io import BytesIO
+
+    from bench.catalog import load_catalog
+    from bench.codec import make_codec
+
+    entry = load_catalog()["jpeg"]
+    codec = make_codec("jpeg", entry.adapter, entry.options)
+    original = np.asarray(Image.open(photo_dir / "chelsea.png").convert("RGB"))
+    encoded = codec.encode(original, 20)
+    decoded = np.asarray(Image.open(BytesIO(encoded)).convert("RGB")).astype(float)
+    expected = 10 * math.log10(255**2 / np.mean((decoded - original) ** 2))
+    stored = rows[(rows["codec"] == "jpeg") & (rows["quality"] == 20) & (rows["image"] == "chelsea.png")]
+    assert stored["bytes"].item() == len(encoded)
+    assert stored["psnr_rgb"].item() == pytest.approx(expected, abs=0.05)  # Pillow's IDCT may differ slightly
+    # run.json: schema version, resolved configuration, provenance
+    document = json.loads((out / "run.json").read_text())
+    assert document["schema_version"] >= 1
+    assert [c["name"] for c in document["config"]["codecs"]] == ["jpeg", "webp"]
+    assert document["config"]["codecs"][0]["versions"]
+    assert len(document["config"]["dataset"]["images"]) == 3
+    assert document["provenance"]["python"] and document["provenance"]["machine"]["cpu"]
+    # summary table and closing line
+    assert "psnr_rgb" in result.output and "harness overhead" in result.output
+
+
+def test_rerun_resumes_and_different_config_is_refused(photo_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "--codecs", "jpeg", "--dataset", str(photo_dir), "--out", str(out), *TWO_JPEG_POINTS,
+            "--executor", "inline"]
+    assert invoke(*args).exit_code == 0
+    first = pd.read_csv(out / "results.csv")
+    again = invoke(*args)
+    assert again.exit_code == 0 and "0 task(s) run, 6 already stored" in again.output
+    pd.testing.assert_frame_equal(first, pd.read_csv(out / "results.csv"))
+    other = invoke("run", "--codecs", "jpeg:subsampling=444", "--dataset", str(photo_dir), "--out", str(out),
+                   *TWO_JPEG_POINTS)
+    assert other.exit_code == 2 and "holds a different run configuration" in other.output
+
+
+def test_unavailable_codec_refused_in_one_line_and_nothing_runs(tmp_path):
+    out = tmp_path / "run"
+    result = invoke("run", "--codecs", "jpeg,jp2,lic", "--out", str(out))
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if "lic" in line]
+    assert len(lines) == 1 and "lic is unavailable" in lines[0], result.output
+    assert not out.exists()
+
+
+def test_skip_unavailable_runs_the_rest(photo_dir, tmp_path):
+    out = tmp_path / "run"
+    result = invoke("run", "--codecs", "jpeg,lic", "--skip-unavailable", "--dataset", str(photo_dir),
+                    "--images", "1", "--out", str(out), *TWO_JPEG_POINTS, "--executor", "inline")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(out / "results.csv")
+    assert set(rows["codec"]) == {"jpeg"} and len(rows) == 2
+
+
+def test_bad_images_listed_up_front_then_skipped_on_request(photo_dir, tmp_path):
+    (photo_dir / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (photo_dir / "truncated.png").write_bytes((photo_dir / "chelsea.png").read_bytes()[:5000])
+    out = tmp_path / "run"
+    refused = invoke("run", "--codecs", "jpeg", "--dataset", str(photo_dir), "--out", str(out), *TWO_JPEG_POINTS)
+    assert refused.exit_code == 2
+    assert "broken.png" in refused.output and "truncated.png" in refused.output and "--skip-bad" in refused.output
+    assert not out.exists()
+    skipped = invoke("run", "--codecs", "jpeg", "--dataset", str(photo_dir), "--out", str(out), *TWO_JPEG_POINTS,
+                     "--skip-bad", "--executor", "inline")
+    assert skipped.exit_code == 0, skipped.output
+    assert len(pd.read_csv(out / "results.csv")) == 3 * 2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--codecs", "nosuch"], "unknown codec 'nosuch'"),
+        (["--codecs", "jpeg:colour=blue"], "colour"),
+        (["--codecs", "jpeg", "--qualities", "jpeg=high"], "expected CODEC=Q1,Q2"),
+        (["--codecs", "jpeg", "--qualities", "webp=50"], "not in this run"),
+        (["--codecs", "jpeg", "--dataset", "/nonexistent/folder"], "/nonexistent/folder"),
+        (["--codecs", "jpeg", "--jobs", "0"], "--jobs"),
+        (["--codecs", "jpeg", "--images", "0"], "--images"),
+    ],
+)
+def test_bad_requests_exit_2_with_one_clear_line(args, message, tmp_path):
+    result = CliRunner().invoke(cli, ["run", *args, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("bench: error:")]
+    assert len(errors) == 1 and message in errors[0], result.output
+
+
+def test_failed_task_is_an_error_row_and_the_run_goes_on(photo_dir, tmp_path):
+    out = tmp_path / "run"
+    result = invoke("run", "--codecs", "jpeg", "--dataset", str(photo_dir), "--images", "1", "--out", str(out),
+                    "--qualities", "jpeg=50,1000", "--executor", "inline")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(out / "results.csv").set_index("quality")
+    assert pd.isna(rows.loc[50.0, "error"]) and rows.loc[50.0, "bytes"] > 0
+    assert isinstance(rows.loc[1000.0, "error"], str) and pd.isna(rows.loc[1000.0, "bytes"])
+    assert "1 task(s) failed" in result.output
+
+
+def test_config_repeats_a_run_exactly(photo_dir, tmp_path):
+    first = tmp_path / "first"
+    assert invoke("run", "--codecs", "jpeg:subsampling=444,webp", "--dataset", str(photo_dir), "--out", str(first),
+                  "--qualities", "jpeg=40", "--qualities", "webp=60", "--executor", "inline").exit_code == 0
+    second = tmp_path / "second"
+    result = invoke("run", "--config", str(first / "run.json"), "--out", str(second), "--executor", "inline")
+    assert result.exit_code == 0, result.output
+    columns = ["image", "codec", "config_hash", "quality", "bytes", "psnr_rgb", "ms_ssim"]
+    a, b = (pd.read_csv(d / "results.csv")[columns] for d in (first, second))
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_python_api_returns_the_rows(photo_dir, tmp_path):
+    rows = bench.run("jpeg", str(photo_dir), images=2, qualities={"jpeg": [50]}, out=str(tmp_path / "r"), jobs=2)
+    assert isinstance(rows, pd.DataFrame) and len(rows) == 2 and rows["psnr_rgb"].gt(25).all()
+    assert set(rows["jobs"]) == {2}
+
+
+def _stored(out: Path) -> int:
+    try:
+        with sqlite3.connect(out / "results.sqlite") as db:
+            return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_run_resumes_with_every_task_exactly_once(sig, tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "bench.cli", "run", "--codecs", "jpeg,webp,jp2", "--dataset", "sample",
+               "--jobs", "2", "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while _stored(out) < 5 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before it could be interrupted"
+    os.killpg(process.pid, sig)  # the whole process group, as a terminal's Ctrl-C or a kill -9 of the job would
+    process.wait(timeout=60)
+    before = pd.read_sql_query("SELECT * FROM results", sqlite3.connect(out / "results.sqlite"))
+    assert 0 < len(before)
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{len(before)} already stored" in resumed.stdout
+    after = pd.read_csv(out / "results.csv", float_precision="round_trip")
+    plan = json.loads((out / "run.json").read_text())["config"]
+    expected = len(plan["dataset"]["images"]) * sum(len(c["qualities"]) for c in plan["codecs"])
+    assert len(after) == expected and after["error"].isna().all()
+    assert not after.duplicated(["image_sha256", "codec", "config_hash", "quality"]).any()
+    # rows stored before the interruption were kept as they were, not recomputed
+    merged = before.merge(after, on=["image_sha256", "codec", "config_hash", "quality"], suffixes=("", "_after"))
+    assert len(merged) == len(before) and (merged["enc_s"] == merged["enc_s_after"]).all()
