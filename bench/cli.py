@@ -109,29 +109,29 @@ def run_command(
     from bench.runner import RunRequest, execute_plan, request_from_run_json, resolve
     from bench.summary import format_summary, summary
 
-    changes = dict(
-        data_dir=data_dir,
-        images=images,
-        jobs=jobs,
-        threads=threads,
-        executor=executor,
-        out=out,
-        skip_unavailable=skip_unavailable or None,
-        skip_bad=skip_bad or None,
-    )
     if config_path:
         if codecs or dataset or qualities:
             raise UserError(
                 "--config repeats a run as it was: do not combine it with --codecs, --dataset or --qualities"
             )
-        request = request_from_run_json(Path(config_path), **changes)
+        request = request_from_run_json(Path(config_path))
     else:
         request = RunRequest(
             codecs=codecs, dataset=dataset or "sample", qualities=_parse_qualities(qualities)
         )
-        for key, value in changes.items():
-            if value is not None:
-                setattr(request, key, value)
+    changes = {
+        "data_dir": data_dir,
+        "images": images,
+        "jobs": jobs,
+        "threads": threads,
+        "executor": executor,
+        "out": out,
+        "skip_unavailable": skip_unavailable or None,
+        "skip_bad": skip_bad or None,
+    }
+    for key, value in changes.items():
+        if value is not None:
+            setattr(request, key, value)
     plan = resolve(request)
     for note in plan.notes:
         click.echo(f"note: {note}", err=True)

@@ -9,7 +9,6 @@ import click
 from bench import datasets as ds
 from bench.errors import UserError, UserErrorGroup
 
-
 data_dir_option = click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),

@@ -213,7 +213,7 @@ def run_json(plan: RunPlan) -> dict[str, Any]:
     }
 
 
-def request_from_run_json(path: Path, **changes: Any) -> RunRequest:
+def request_from_run_json(path: Path) -> RunRequest:
     """The request that repeats a run exactly: its own catalog entries, qualities, images and threads."""
     try:
         document = json.loads(Path(path).read_text())
@@ -234,9 +234,6 @@ def request_from_run_json(path: Path, **changes: Any) -> RunRequest:
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path}: not a readable run.json ({exc})") from None
-    for key, value in changes.items():
-        if value is not None:
-            setattr(request, key, value)
     return request
 
 

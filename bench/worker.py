@@ -133,7 +133,7 @@ def run_task(task: Task) -> dict[str, Any]:
             enc_mps=megapixels / enc_s if enc_s > 0 else math.inf,
             dec_mps=megapixels / dec_s if dec_s > 0 else math.inf,
         )
-    except Exception as exc:  # a failed task is a row with error set; the run goes on
+    except Exception as exc:  # noqa: BLE001 - a failed task is a row with error set; the run goes on
         message = " ".join(str(exc).split()) or "no message"
         row["error"] = f"{type(exc).__name__}: {message}"[:500]
     return row

@@ -21,7 +21,9 @@ def test_known_mse_gives_known_psnr():
     reference = np.full((8, 8, 3), 100, np.uint8)
     reconstruction = reference.copy()
     reconstruction[..., 0] += 3  # every red sample off by 3: MSE = 9 / 3 = 3
-    assert metrics.psnr_rgb(reference, reconstruction) == pytest.approx(10 * math.log10(255**2 / 3), abs=1e-12)
+    assert metrics.psnr_rgb(reference, reconstruction) == pytest.approx(
+        10 * math.log10(255**2 / 3), abs=1e-12
+    )
 
 
 def test_psnr_rgb_matches_scikit_image(astronaut):
