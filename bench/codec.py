@@ -19,7 +19,7 @@ ENTRY_POINT_GROUP = "bench.codecs"
 
 BUILTIN_ADAPTERS: dict[str, str] = {
     "imagecodecs.jpeg": "bench.adapters.imagecodecs_codecs:jpeg",
-    "imagecodecs.jpeg2k": "bench.adapters.imagecodecs_codecs:jpeg2k",
+    "pillow.jpeg2k": "bench.adapters.pillow_jpeg2k:jpeg2k",
     "imagecodecs.webp": "bench.adapters.imagecodecs_codecs:webp",
     "imagecodecs.jpegxl": "bench.adapters.imagecodecs_codecs:jpegxl",
     "imagecodecs.avif": "bench.adapters.imagecodecs_codecs:avif",
