@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from bench import datasets as ds
+from bench import fetch
 from bench.errors import UserError, UserErrorGroup
 
 data_dir_option = click.option(
@@ -45,7 +46,7 @@ def list_command(data_dir: Path | None, verify: bool) -> None:
 @data_dir_option
 def fetch_command(name: str, data_dir: Path | None) -> None:
     """Download dataset NAME into the data directory and verify it."""
-    dataset = ds.fetch(name, ds.default_data_dir(data_dir), progress=True)
+    dataset = fetch.fetch(name, ds.default_data_dir(data_dir), progress=True)
     click.echo(f"{name}: {len(dataset.files)} images verified in {dataset.root}")
 
 
@@ -55,7 +56,7 @@ def fetch_command(name: str, data_dir: Path | None) -> None:
 @data_dir_option
 def import_command(name: str, folder: Path, data_dir: Path | None) -> None:
     """Verify a local copy of dataset NAME in FOLDER and copy it into the data directory."""
-    dataset = ds.import_dataset(name, folder, ds.default_data_dir(data_dir), progress=True)
+    dataset = fetch.import_dataset(name, folder, ds.default_data_dir(data_dir), progress=True)
     click.echo(f"{name}: {len(dataset.files)} images verified and copied to {dataset.root}")
 
 

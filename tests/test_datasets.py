@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from bench import datasets as ds
+from bench import fetch
 from bench.cli_datasets import datasets as datasets_cli
 from bench.errors import UserError
 from bench.images import pixel_sha256
@@ -265,13 +266,13 @@ def test_kodak_rejects_a_wrong_image_and_accepts_a_reencoded_one(kodak_dir, tmp_
     shutil.copyfile(kodak_dir / "kodim24.png", copy / "kodim24.png")
     data_dir = tmp_path / "imported"
     with pytest.raises(UserError, match=r"1 problem\(s\).*kodim05.png: pixels differ"):
-        ds.import_dataset("kodak", copy, data_dir)
+        fetch.import_dataset("kodak", copy, data_dir)
     assert_nothing_left(data_dir)
 
 
 def test_kodak_import(kodak_dir, tmp_path):
     before = tree(kodak_dir)
-    dataset = ds.import_dataset("kodak", kodak_dir, tmp_path / "data")
+    dataset = fetch.import_dataset("kodak", kodak_dir, tmp_path / "data")
     assert dataset.root == tmp_path / "data" / "kodak" and len(dataset.files) == 24
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["kodak"]
     assert tree(kodak_dir) == before
@@ -284,7 +285,7 @@ def test_fetch_per_file_dataset_with_progress(www, manifest_dir, data_dir_tmp, t
     root, base = www
     hashes = make_images(root / "files")
     write_manifest(manifest_dir, "perfile", {"kind": "files", "url": f"{base}/files/"}, hashes)
-    dataset = ds.fetch("perfile", data_dir_tmp, progress=True)
+    dataset = fetch.fetch("perfile", data_dir_tmp, progress=True)
     assert [p.name for p in dataset.files] == sorted(hashes)
     assert sorted(p.name for p in data_dir_tmp.iterdir()) == ["perfile"]
     assert "img0.png" in capsys.readouterr().err  # the progress bar
@@ -310,12 +311,12 @@ def test_fetch_archive_dataset(www, manifest_dir, data_dir_tmp, tmp_path, kind):
         count=3,
     )
     for name in ("pinned", "counted"):
-        dataset = ds.fetch(name, data_dir_tmp)
+        dataset = fetch.fetch(name, data_dir_tmp)
         assert [p.name for p in dataset.files] == sorted(hashes)  # README, other/ and ._ files left out
         assert sorted(p.name for p in dataset.root.iterdir()) == sorted(hashes)
     assert sorted(p.name for p in data_dir_tmp.iterdir()) == ["counted", "pinned"]
     with pytest.raises(UserError, match="already exists"):
-        ds.fetch("pinned", data_dir_tmp)
+        fetch.fetch("pinned", data_dir_tmp)
 
 
 def test_fetch_checks_archive_checksum_and_count(www, manifest_dir, data_dir_tmp, tmp_path):
@@ -328,9 +329,9 @@ def test_fetch_checks_archive_checksum_and_count(www, manifest_dir, data_dir_tmp
     )
     write_manifest(manifest_dir, "four", {"kind": "archive", "url": url, "member": "images"}, count=4)
     with pytest.raises(UserError, match="archive sha256"):
-        ds.fetch("sum", data_dir_tmp)
+        fetch.fetch("sum", data_dir_tmp)
     with pytest.raises(UserError, match="expected 4 images, found 3"):
-        ds.fetch("four", data_dir_tmp)
+        fetch.fetch("four", data_dir_tmp)
     assert_nothing_left(data_dir_tmp)
 
 
@@ -375,7 +376,7 @@ def test_malicious_archive_is_refused(www, manifest_dir, data_dir_tmp, tmp_path,
     )
     before = tree(tmp_path)
     with pytest.raises(UserError, match=f"refusing an unsafe archive.*{why}"):
-        ds.fetch("bad", data_dir_tmp)
+        fetch.fetch("bad", data_dir_tmp)
     assert_nothing_left(data_dir_tmp)
     assert {k: v for k, v in tree(tmp_path).items() if not k.startswith("data")} == before
     assert not Path(EVIL).exists()
@@ -390,7 +391,7 @@ def test_failed_download_leaves_nothing(www, manifest_dir, data_dir_tmp, path, m
         manifest_dir, "gone", {"kind": "archive", "url": f"{base}/{path}", "member": "images"}, count=3
     )
     with pytest.raises(UserError, match=message):
-        ds.fetch("gone", data_dir_tmp)
+        fetch.fetch("gone", data_dir_tmp)
     assert_nothing_left(data_dir_tmp)
 
 
@@ -401,7 +402,7 @@ def test_fetch_of_a_non_archive_is_refused(www, manifest_dir, data_dir_tmp):
         manifest_dir, "html", {"kind": "archive", "url": f"{base}/page.html", "member": "x"}, count=1
     )
     with pytest.raises(UserError, match="not a zip or tar archive"):
-        ds.fetch("html", data_dir_tmp)
+        fetch.fetch("html", data_dir_tmp)
     assert_nothing_left(data_dir_tmp)
 
 
@@ -413,7 +414,7 @@ def test_import_refuses_a_wrong_image(manifest_dir, data_dir_tmp, tmp_path):
     write_manifest(manifest_dir, "mine", {"kind": "files", "url": "http://127.0.0.1:9/"}, hashes)
     shutil.copyfile(tmp_path / "copy" / "img0.png", tmp_path / "copy" / "img1.png")
     with pytest.raises(UserError, match="img1.png: pixels differ"):
-        ds.import_dataset("mine", tmp_path / "copy", data_dir_tmp)
+        fetch.import_dataset("mine", tmp_path / "copy", data_dir_tmp)
     assert_nothing_left(data_dir_tmp)
 
 
