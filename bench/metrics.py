@@ -52,7 +52,7 @@ def ms_ssim(reference: np.ndarray, reconstruction: np.ndarray) -> tuple[float, s
     from pytorch_msssim import ms_ssim as _ms_ssim
 
     def as_tensor(image: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(torch.float32)
+        return torch.tensor(image, dtype=torch.float32).permute(2, 0, 1)[None]
 
     with torch.no_grad():
         value = _ms_ssim(as_tensor(reference), as_tensor(reconstruction), data_range=255.0)

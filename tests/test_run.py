@@ -324,3 +324,44 @@ def test_killed_run_resumes_with_every_task_exactly_once(sig, tmp_path):
         after, on=["image_sha256", "codec", "config_hash", "quality"], suffixes=("", "_after")
     )
     assert len(merged) == len(before) and (merged["enc_s"] == merged["enc_s_after"]).all()
+
+
+@pytest.mark.slow
+def test_readme_main_job_runs_every_available_codec_on_the_sample_set(tmp_path):
+    """`bench run` with no arguments, as the README's quick start runs it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "run"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "note: left out: lic is unavailable" in result.stderr
+    [run_dir] = (tmp_path / "reports" / "runs").iterdir()
+    assert run_dir.name.startswith("sample-")
+    rows = pd.read_csv(run_dir / "results.csv")
+    assert set(rows["codec"]) == {"jpeg", "jp2", "webp", "jxl", "avif", "heic"}
+    assert rows["error"].isna().all() and set(rows["image"]) == {
+        "astronaut.png",
+        "chelsea.png",
+        "coffee.png",
+        "motorcycle_left.png",
+        "rocket.jpg",
+    }
+    table = result.stdout.splitlines()
+    assert table[0].split() == [
+        "codec",
+        "quality",
+        "images",
+        "errors",
+        "bpp",
+        "psnr_rgb",
+        "ms_ssim_db",
+        "enc_ms",
+        "dec_ms",
+    ]
+    assert len(rows) == 5 * (
+        len(table) - 3
+    )  # one summary line per (codec, quality), then a blank and the totals
