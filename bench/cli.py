@@ -75,7 +75,7 @@ def _parse_qualities(values: tuple[str, ...]) -> dict[str, list[float]]:
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
-    help="Run directory [default: reports/runs/<dataset>-<config hash>].",
+    help="Run directory [default: reports/runs/<dataset>-<config id>].",
 )
 @click.option(
     "--config", "config_path", type=click.Path(dir_okay=False), help="Repeat the run described by a run.json."

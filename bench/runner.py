@@ -130,7 +130,7 @@ def resolve_codecs(request: RunRequest, notes: list[str]) -> list[ResolvedCodec]
     if unknown:
         raise UserError(f"--qualities names codec(s) not in this run: {', '.join(sorted(unknown))}")
     if unavailable and not (by_default or request.skip_unavailable):
-        raise UserError("\n".join(unavailable) + "\n(use --skip-unavailable to run the others)")
+        raise UserError("\n".join(f"{line} (--skip-unavailable runs the others)" for line in unavailable))
     notes.extend(f"left out: {line}" for line in unavailable)
     if not resolved:
         raise UserError("no available codec to run (see `bench codecs`)")
