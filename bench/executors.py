@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
@@ -19,9 +20,11 @@ def default_jobs() -> int:
 
 
 def _init_worker() -> None:
-    """One math thread per worker for the metrics, so jobs do not fight over cores."""
+    """One math thread per worker for the metrics, so jobs do not fight over cores; Ctrl-C is the
+    parent's to handle (it stops submitting, lets in-flight tasks end and keeps what is stored)."""
     import torch
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
 
 

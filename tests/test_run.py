@@ -30,6 +30,13 @@ def invoke(*args: str):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
+def run_two_points(folder: Path, out: Path, *extra: str, codecs: str = "jpeg"):
+    """`bench run` of ``codecs`` at jpeg qualities 30 and 80 over ``folder`` into ``out``."""
+    return invoke(
+        "run", "--codecs", codecs, "--dataset", str(folder), "--out", str(out), *TWO_JPEG_POINTS, *extra
+    )
+
+
 @pytest.fixture()
 def photo_dir(tmp_path: Path) -> Path:
     """A folder of three real photographs (one of them small enough that MS-SSIM is undefined)."""
@@ -101,33 +108,12 @@ def test_run_stores_one_row_per_task_with_true_metrics(photo_dir, tmp_path):
 
 def test_rerun_resumes_and_different_config_is_refused(photo_dir, tmp_path):
     out = tmp_path / "run"
-    args = [
-        "run",
-        "--codecs",
-        "jpeg",
-        "--dataset",
-        str(photo_dir),
-        "--out",
-        str(out),
-        *TWO_JPEG_POINTS,
-        "--executor",
-        "inline",
-    ]
-    assert invoke(*args).exit_code == 0
+    assert run_two_points(photo_dir, out, "--executor", "inline").exit_code == 0
     first = pd.read_csv(out / "results.csv")
-    again = invoke(*args)
+    again = run_two_points(photo_dir, out, "--executor", "inline")
     assert again.exit_code == 0 and "0 task(s) run, 6 already stored" in again.output
     pd.testing.assert_frame_equal(first, pd.read_csv(out / "results.csv"))
-    other = invoke(
-        "run",
-        "--codecs",
-        "jpeg:subsampling=444",
-        "--dataset",
-        str(photo_dir),
-        "--out",
-        str(out),
-        *TWO_JPEG_POINTS,
-    )
+    other = run_two_points(photo_dir, out, codecs="jpeg:subsampling=444")
     assert other.exit_code == 2 and "holds a different run configuration" in other.output
 
 
@@ -142,21 +128,7 @@ def test_unavailable_codec_refused_in_one_line_and_nothing_runs(tmp_path):
 
 def test_skip_unavailable_runs_the_rest(photo_dir, tmp_path):
     out = tmp_path / "run"
-    result = invoke(
-        "run",
-        "--codecs",
-        "jpeg,lic",
-        "--skip-unavailable",
-        "--dataset",
-        str(photo_dir),
-        "--images",
-        "1",
-        "--out",
-        str(out),
-        *TWO_JPEG_POINTS,
-        "--executor",
-        "inline",
-    )
+    result = run_two_points(photo_dir, out, "--skip-unavailable", "--images", "1", codecs="jpeg,lic")
     assert result.exit_code == 0, result.output
     rows = pd.read_csv(out / "results.csv")
     assert set(rows["codec"]) == {"jpeg"} and len(rows) == 2
@@ -166,9 +138,7 @@ def test_bad_images_listed_up_front_then_skipped_on_request(photo_dir, tmp_path)
     (photo_dir / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (photo_dir / "truncated.png").write_bytes((photo_dir / "chelsea.png").read_bytes()[:5000])
     out = tmp_path / "run"
-    refused = invoke(
-        "run", "--codecs", "jpeg", "--dataset", str(photo_dir), "--out", str(out), *TWO_JPEG_POINTS
-    )
+    refused = run_two_points(photo_dir, out)
     assert refused.exit_code == 2
     assert (
         "broken.png" in refused.output
@@ -176,19 +146,7 @@ def test_bad_images_listed_up_front_then_skipped_on_request(photo_dir, tmp_path)
         and "--skip-bad" in refused.output
     )
     assert not out.exists()
-    skipped = invoke(
-        "run",
-        "--codecs",
-        "jpeg",
-        "--dataset",
-        str(photo_dir),
-        "--out",
-        str(out),
-        *TWO_JPEG_POINTS,
-        "--skip-bad",
-        "--executor",
-        "inline",
-    )
+    skipped = run_two_points(photo_dir, out, "--skip-bad", "--executor", "inline")
     assert skipped.exit_code == 0, skipped.output
     assert len(pd.read_csv(out / "results.csv")) == 3 * 2
 
