@@ -8,6 +8,7 @@ run: $(VENV)/.installed
 	$(BIN)/bench run
 
 test: $(VENV)/.installed
+	scripts/install-system-tools
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed
