@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
+# compressai 1.2.8 calls torch.jit.script at import, which newer torch versions flag as deprecated.
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+
 __version__ = "0.1.0"
 
 

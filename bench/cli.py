@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from bench.cli_datasets import datasets
+from bench.cli_report import bd_command, export_command, report_command
 from bench.errors import UserError, UserErrorGroup
 
 
@@ -67,6 +68,11 @@ def _parse_qualities(values: tuple[str, ...]) -> dict[str, list[float]]:
     "--threads", type=int, metavar="N", help="Threads per codec call [default: each catalog entry's, 1]."
 )
 @click.option(
+    "--device",
+    metavar="cpu|cuda|auto",
+    help="Where learned codecs run (codecs with a device option) [default: each catalog entry's, cpu].",
+)
+@click.option(
     "--executor",
     type=click.Choice(["inline", "local"]),
     default=None,
@@ -94,6 +100,7 @@ def run_command(
     qualities,
     jobs,
     threads,
+    device,
     executor,
     out,
     config_path,
@@ -124,6 +131,7 @@ def run_command(
         "images": images,
         "jobs": jobs,
         "threads": threads,
+        "device": device,
         "executor": executor,
         "out": out,
         "skip_unavailable": skip_unavailable or None,
@@ -169,11 +177,11 @@ def run_command(
 def codecs_command() -> None:
     """List every codec of the catalog: available or why not, versions, quality parameter, default sweep."""
     from bench.catalog import load_catalog
-    from bench.codec import make_codec
+    from bench.codec import codec_for
 
     for entry in load_catalog().values():
         try:
-            codec = make_codec(entry.name, entry.adapter, entry.options)
+            codec = codec_for(entry)
             reason = codec.available()
         except (ValueError, TypeError) as exc:
             codec, reason = None, f"bad catalog options: {exc}"
@@ -190,7 +198,26 @@ def codecs_command() -> None:
         click.echo(f"    options: {options or '-'}; adapter {entry.adapter}")
 
 
+@cli.group("train")
+def train_group() -> None:
+    """Train learned codecs."""
+
+
+@train_group.command(
+    "lic", context_settings={"ignore_unknown_options": True, "help_option_names": []}, add_help_option=False
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def train_lic_command(args: tuple[str, ...]) -> None:
+    """Train lic (options: bench train lic --help)."""
+    from bench.lic.train import main as train_main
+
+    train_main(list(args))
+
+
 cli.add_command(datasets)
+cli.add_command(bd_command)
+cli.add_command(report_command)
+cli.add_command(export_command)
 
 
 def main() -> None:

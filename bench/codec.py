@@ -1,6 +1,7 @@
 """The codec contract and the registry of adapter factories.
 
-An adapter factory is a callable ``(name: str, options: dict) -> Codec``. Built-in factories are
+An adapter factory is a callable ``(name: str, options: dict) -> Codec``; one whose catalog entries
+carry adapter-specific keys also takes them as ``extra=`` (see ``make_codec``). Built-in factories are
 listed in ``BUILTIN_ADAPTERS`` as ``"module:function"`` strings and imported on first use, so that
 ``bench`` starts fast and a missing optional library only disables the codecs that need it.
 Third-party packages register factories under the entry-point group ``bench.codecs``.
@@ -11,9 +12,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from bench.catalog import CatalogEntry
 
 ENTRY_POINT_GROUP = "bench.codecs"
 
@@ -24,6 +28,9 @@ BUILTIN_ADAPTERS: dict[str, str] = {
     "imagecodecs.jpegxl": "bench.adapters.imagecodecs_codecs:jpegxl",
     "imagecodecs.avif": "bench.adapters.imagecodecs_codecs:avif",
     "pillow_heif.hevc": "bench.adapters.heif:hevc",
+    "subprocess": "bench.adapters.subprocess_codec:subprocess_codec",
+    "lic": "bench.lic.codec:lic",
+    "compressai": "bench.adapters.compressai_zoo:compressai_zoo",
 }
 
 
@@ -92,10 +99,23 @@ def load_factory(adapter: str) -> CodecFactory:
     )
 
 
-def make_codec(name: str, adapter: str, options: dict[str, Any]) -> Codec:
-    """Build a codec; a missing adapter or library gives an UnavailableCodec that says why."""
+def make_codec(
+    name: str, adapter: str, options: dict[str, Any], extra: dict[str, Any] | None = None
+) -> Codec:
+    """Build a codec; a missing adapter or library gives an UnavailableCodec that says why.
+
+    ``extra``, the entry's adapter-specific keys (``CatalogEntry.extra``), reaches the factory as the
+    keyword argument ``extra`` when it is not empty: ``factory(name, options, extra=extra)``.
+    """
     try:
         factory = load_factory(adapter)
     except (LookupError, ImportError) as exc:
         return UnavailableCodec(name, str(exc))
+    if extra:
+        return factory(name, dict(options), extra=dict(extra))
     return factory(name, dict(options))
+
+
+def codec_for(entry: CatalogEntry) -> Codec:
+    """The codec a resolved catalog entry describes (see ``make_codec``)."""
+    return make_codec(entry.name, entry.adapter, entry.options, entry.extra)

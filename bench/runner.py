@@ -17,7 +17,7 @@ import pandas as pd
 
 from bench import datasets
 from bench.catalog import CatalogEntry, config_hash, load_catalog, parse_codec_specs
-from bench.codec import make_codec
+from bench.codec import codec_for
 from bench.errors import UserError
 from bench.executors import EXECUTORS, default_jobs, execute
 from bench.provenance import provenance
@@ -41,6 +41,7 @@ class RunRequest:
     qualities: dict[str, list[float]] = field(default_factory=dict)
     jobs: int | None = None
     threads: int | None = None
+    device: str | None = None  # cpu, cuda, auto: for codecs that take a device option (learned codecs)
     executor: str = "local"
     out: str | None = None
     skip_unavailable: bool = False
@@ -113,8 +114,10 @@ def resolve_codecs(request: RunRequest, notes: list[str]) -> list[ResolvedCodec]
     for entry in _selected_entries(request, notes):
         threads = request.threads if request.threads is not None else int(entry.options.get("threads", 1))
         entry = entry.with_options({"threads": threads})
+        if request.device is not None and "device" in entry.options:
+            entry = entry.with_options({"device": request.device})
         try:
-            codec = make_codec(entry.name, entry.adapter, entry.options)
+            codec = codec_for(entry)
         except (ValueError, TypeError) as exc:
             raise UserError(f"{entry.name}: {exc}") from None
         reason = codec.available()

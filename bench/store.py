@@ -9,7 +9,7 @@ from typing import Any, Self
 
 import pandas as pd
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: load_s
 
 # name -> SQLite type; order is the column order of results.csv (docs/results.md describes each).
 COLUMNS: dict[str, str] = {
@@ -32,6 +32,7 @@ COLUMNS: dict[str, str] = {
     "enc_mps": "REAL",
     "dec_mps": "REAL",
     "metric_s": "REAL",
+    "load_s": "REAL",
     "threads": "INTEGER",
     "jobs": "INTEGER",
     "device": "TEXT",

@@ -16,7 +16,7 @@ import numpy as np
 
 from bench import metrics
 from bench.catalog import CatalogEntry
-from bench.codec import Codec, make_codec
+from bench.codec import Codec, codec_for
 from bench.images import load_image
 
 WARMUP_SIDE = 64
@@ -53,7 +53,7 @@ def _codec(task: Task) -> Codec:
     codec = _codecs.get(task.config_hash)
     if codec is None:
         entry = CatalogEntry.from_dict(task.entry)
-        codec = make_codec(entry.name, entry.adapter, entry.options)
+        codec = codec_for(entry)
         reason = codec.available()
         if reason:
             raise RuntimeError(f"{entry.name} is unavailable: {reason}")
@@ -108,6 +108,7 @@ def run_task(task: Task) -> dict[str, Any]:
         codec = _codec(task)
         row["device"] = getattr(codec, "device", "cpu")
         _warm_up(task, codec, image)
+        row["load_s"] = getattr(codec, "load_s", None)
         start = time.perf_counter()
         data = codec.encode(image, task.quality)
         _sync(codec)

@@ -196,13 +196,7 @@ def test_whole_float_quality_is_the_int_quality(photo):
     assert coder.encode(photo, 75.0) == coder.encode(photo, 75)
 
 
-def test_lic_is_reported_unavailable():
-    spec = entry("lic")
-    reason = make_codec("lic", spec["adapter"], spec["options"]).available()
-    assert reason
-
-
-@pytest.mark.parametrize("name", [*IN_PROCESS, "lic"])
+@pytest.mark.parametrize("name", [*IN_PROCESS, "lic", "lic-factorized"])
 def test_catalog_entry(name):
     spec = entry(name)
     assert set(spec) == CATALOG_KEYS and spec["name"] == name

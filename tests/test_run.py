@@ -119,7 +119,7 @@ def test_rerun_resumes_and_different_config_is_refused(photo_dir, tmp_path):
 
 def test_unavailable_codec_refused_in_one_line_and_nothing_runs(tmp_path):
     out = tmp_path / "run"
-    result = invoke("run", "--codecs", "jpeg,jp2,lic", "--out", str(out))
+    result = invoke("run", "--codecs", "jpeg,jp2,lic:weights=/nonexistent/lic.pt", "--out", str(out))
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if "lic" in line]
     assert len(lines) == 1 and "lic is unavailable" in lines[0], result.output
@@ -128,7 +128,9 @@ def test_unavailable_codec_refused_in_one_line_and_nothing_runs(tmp_path):
 
 def test_skip_unavailable_runs_the_rest(photo_dir, tmp_path):
     out = tmp_path / "run"
-    result = run_two_points(photo_dir, out, "--skip-unavailable", "--images", "1", codecs="jpeg,lic")
+    result = run_two_points(
+        photo_dir, out, "--skip-unavailable", "--images", "1", codecs="jpeg,lic:weights=/nonexistent/lic.pt"
+    )
     assert result.exit_code == 0, result.output
     rows = pd.read_csv(out / "results.csv")
     assert set(rows["codec"]) == {"jpeg"} and len(rows) == 2
@@ -296,11 +298,12 @@ def test_readme_main_job_runs_every_available_codec_on_the_sample_set(tmp_path):
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "note: left out: lic is unavailable" in result.stderr
+    left_out = [line for line in result.stderr.splitlines() if line.startswith("note: left out:")]
+    assert all(line.startswith("note: left out: cai-") for line in left_out)  # no published weights here
     [run_dir] = (tmp_path / "reports" / "runs").iterdir()
     assert run_dir.name.startswith("sample-")
     rows = pd.read_csv(run_dir / "results.csv")
-    assert set(rows["codec"]) == {"jpeg", "jp2", "webp", "jxl", "avif", "heic"}
+    assert set(rows["codec"]) == {"jpeg", "jp2", "webp", "jxl", "avif", "heic", "lic", "lic-factorized"}
     assert rows["error"].isna().all() and set(rows["image"]) == {
         "astronaut.png",
         "chelsea.png",

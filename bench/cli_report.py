@@ -1,0 +1,207 @@
+"""The commands that read run directories: `bench bd`, `bench report`, `bench export`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from bench.errors import UserError
+
+DEFAULT_METRICS = "psnr_rgb,psnr_y,ms_ssim_db"
+METHODS = ("pchip", "cubic", "akima")
+
+runs_argument = click.argument(
+    "runs", nargs=-1, required=True, metavar="RUN...", type=click.Path(file_okay=False)
+)
+import_option = click.option(
+    "--import",
+    "imports",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="A CompressAI-style result JSON to add as an imported curve (curve-mode BD only; repeatable).",
+)
+metrics_option = click.option(
+    "--metrics",
+    default=DEFAULT_METRICS,
+    show_default=True,
+    metavar="LIST",
+    help="Quality columns to compare, comma-separated.",
+)
+method_option = click.option(
+    "--method",
+    type=click.Choice(METHODS),
+    default="pchip",
+    show_default=True,
+    help="pchip (JVET CTC), cubic (VCEG-M33 polynomial) or akima.",
+)
+
+
+def load_inputs(runs: tuple[str, ...], imports: tuple[str, ...]):
+    """(Run list, combined rows with labels, imported curves); empty runs are refused."""
+    from bench.report.compressai import imported_curves
+    from bench.report.curves import ok_rows
+    from bench.runs import combined_rows, load_runs
+
+    loaded = load_runs(list(runs))
+    for run in loaded:
+        for note in run.notes:
+            click.echo(f"note: {note}", err=True)
+        if ok_rows(run.rows).empty:
+            failed = f" ({len(run.rows)} failed task(s))" if len(run.rows) else ""
+            raise UserError(f"{run.path}: no finished task to report{failed}")
+    rows = combined_rows(loaded)
+    imported = imported_curves(list(imports), set(rows["label"]))
+    return loaded, rows, imported
+
+
+def parse_metrics(text: str, rows) -> list[str]:
+    """The --metrics list, each a numeric column of the rows."""
+    metrics = [m.strip() for m in text.split(",") if m.strip()]
+    if not metrics:
+        raise UserError("--metrics names no metric")
+    for metric in metrics:
+        if metric not in rows.columns or metric in ("bpp", "bytes", "quality"):
+            raise UserError(f"--metrics: {metric!r} is not a quality column of these runs")
+        if rows[metric].dtype.kind not in "fi":
+            raise UserError(f"--metrics: {metric!r} is not numeric")
+    return metrics
+
+
+def check_anchor(anchor: str, labels: list[str], imported: list, mode: str, need_two: bool = True) -> None:
+    """A clear message for a missing anchor, an imported anchor in image mode, or nothing to compare."""
+    names = labels + [curve.label for curve in imported]
+    if anchor not in names:
+        hint = ""
+        if any(label.startswith(f"{anchor}@") for label in labels):
+            hint = " (it is in several runs: name one as CODEC@RUN)"
+        raise UserError(f"anchor {anchor!r} is not in these runs{hint}; codecs: {', '.join(names)}")
+    if mode == "image" and anchor not in labels:
+        raise UserError(f"anchor {anchor!r} is an imported curve: use --mode curve")
+    if need_two and len(names) < 2:
+        raise UserError(f"only one codec ({anchor}): BD needs an anchor and at least one other codec")
+
+
+@click.command("bd")
+@runs_argument
+@click.option("--anchor", required=True, metavar="CODEC", help="The codec the others are compared with.")
+@click.option(
+    "--mode",
+    type=click.Choice(["image", "curve"]),
+    default="image",
+    show_default=True,
+    help="image: BD per image, then the mean with a bootstrap 95 % CI (AWCY, JPEG AI); "
+    "curve: BD of the dataset-mean curves (most papers).",
+)
+@metrics_option
+@method_option
+@click.option(
+    "--delta",
+    type=click.Choice(["rate", "quality"]),
+    default="rate",
+    show_default=True,
+    help="rate: BD-rate in percent; quality: BD-quality (BD-PSNR) at equal rate.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "csv", "markdown", "latex", "json"]),
+    default="text",
+    show_default=True,
+)
+@import_option
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resampling.")
+def bd_command(runs, anchor, mode, metrics, method, delta, fmt, imports, seed) -> None:
+    """BD-rate of every codec of RUN... against --anchor, per metric.
+
+    RUN is a run directory (results.sqlite, else results.csv, with run.json).
+    """
+    from bench.report.bdtable import bd_table
+    from bench.report.formats import render
+
+    _, rows, imported = load_inputs(runs, imports)
+    metric_list = parse_metrics(metrics, rows)
+    check_anchor(anchor, list(dict.fromkeys(rows["label"])), imported, mode)
+    table = bd_table(rows, anchor, metric_list, mode, method, delta, imported, seed=seed)
+    click.echo(render(table, fmt))
+
+
+@click.command("export")
+@runs_argument
+@click.option("--format", "fmt", type=click.Choice(["compressai"]), default="compressai", show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Output folder [default: RUN/compressai for one run; required for several].",
+)
+def export_command(runs, fmt, out) -> None:
+    """Write each codec's dataset-mean curve as CompressAI-style result JSON, one file per codec."""
+    from bench.report.compressai import export_compressai
+
+    loaded, rows, _ = load_inputs(runs, ())
+    if out is None and len(loaded) > 1:
+        raise UserError("--out is required with several runs")
+    target = Path(out) if out else loaded[0].path / "compressai"
+    configs = {}
+    for run in loaded:
+        dataset = run.meta.get("config", {}).get("dataset", {}).get("name")
+        for label, codec in rows.loc[rows["run"] == run.name, ["label", "codec"]].drop_duplicates().values:
+            configs[label] = run.codec_config(codec) | {"dataset": dataset, "run": str(run.path)}
+    for path in export_compressai(rows, configs, target):
+        click.echo(path)
+
+
+def _parse_rates(text: str) -> list[float]:
+    try:
+        rates = [float(r) for r in text.split(",") if r.strip()]
+    except ValueError:
+        rates = []
+    if not rates or any(not r > 0 for r in rates):
+        raise UserError(f"--rates {text!r}: expected positive bpp values, e.g. 0.25,0.5")
+    return rates
+
+
+@click.command("report")
+@runs_argument
+@click.option(
+    "--anchor", metavar="CODEC", help="The BD anchor [default: jpeg if present, else the first codec]."
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Output folder [default: RUN/report for one run; required for several].",
+)
+@import_option
+@metrics_option
+@method_option
+@click.option(
+    "--rates",
+    default="0.25,0.5",
+    show_default=True,
+    metavar="BPP,...",
+    help="Target rates of the visual comparison.",
+)
+@click.option(
+    "--no-visual", is_flag=True, help="Leave out the visual comparison (it re-encodes a few images)."
+)
+def report_command(runs, anchor, out, imports, metrics, method, rates, no_visual) -> None:
+    """Write an HTML report of RUN...: configuration, RD plots, BD tables, speed, per-image results and
+    a visual comparison; index.html is self-contained, the figures are also written as PNG, SVG, PDF."""
+    from bench.report.build import ReportRequest, build_report
+
+    targets = _parse_rates(rates)
+    loaded, rows, imported = load_inputs(runs, imports)
+    if out is None and len(loaded) > 1:
+        raise UserError("--out is required with several runs")
+    metric_list = parse_metrics(metrics, rows)
+    labels = list(dict.fromkeys(rows["label"]))
+    if anchor is not None:
+        check_anchor(anchor, labels, imported, "curve", need_two=False)
+    request = ReportRequest(anchor, metric_list, method, targets, not no_visual)
+    path, notes = build_report(
+        loaded, rows, imported, request, Path(out) if out else loaded[0].path / "report"
+    )
+    for note in notes[sum(len(run.notes) for run in loaded) :]:  # the runs' own notes are printed already
+        click.echo(f"note: {note}", err=True)
+    click.echo(path)

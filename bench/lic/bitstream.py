@@ -1,0 +1,107 @@
+"""lic's bitstream: a 22-byte header, then the entropy-coded streams. Every byte counts in the rate.
+
+Header (big-endian): magic ``LIC`` (3 bytes), format version (1), architecture code (1), first 4 bytes
+of the weights' sha256, rate level (1), image height and width (2 each), CRC-32 of the streams (4),
+CRC-32 of the quantised latent symbols (4). Then each stream but the last as a varint length and its
+bytes, and the last stream's bytes. The streams' CRC rejects truncated or corrupted files before the
+range decoder sees them; the symbols' CRC, recomputed after decoding, catches a decoder whose entropy
+model disagrees with the encoder's (another machine's numerics) instead of returning garbage.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+MAGIC = b"LIC"
+FORMAT_VERSION = 1
+ARCHITECTURE_CODES = {"factorized": 1, "hyperprior": 2}
+HEADER = struct.Struct(">3sBB4sBHHII")
+
+
+class BitstreamError(ValueError):
+    """A lic bitstream that cannot be decoded: truncated, corrupted, foreign or for another model."""
+
+
+@dataclass(frozen=True)
+class Header:
+    architecture: str
+    weights_id: bytes  # first 4 bytes of the weights file's sha256
+    level: int
+    height: int
+    width: int
+    streams_crc: int
+    symbols_crc: int
+
+
+def symbols_crc(symbols: np.ndarray) -> int:
+    """CRC-32 of the quantised latent symbols as little-endian int32."""
+    return zlib.crc32(np.ascontiguousarray(symbols, dtype="<i4").tobytes())
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _read_varint(data: bytes, offset: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while offset < len(data) and shift < 35:
+        byte = data[offset]
+        offset += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, offset
+        shift += 7
+    raise BitstreamError("truncated or corrupt stream length")
+
+
+def pack(header: Header, streams: list[bytes]) -> bytes:
+    if not (0 < header.height < 65536 and 0 < header.width < 65536):
+        raise ValueError(f"lic codes images up to 65535 px a side, not {header.width}x{header.height}")
+    body = b"".join(_varint(len(s)) + s for s in streams[:-1]) + streams[-1]
+    fixed = HEADER.pack(
+        MAGIC,
+        FORMAT_VERSION,
+        ARCHITECTURE_CODES[header.architecture],
+        header.weights_id,
+        header.level,
+        header.height,
+        header.width,
+        zlib.crc32(body),
+        header.symbols_crc,
+    )
+    return fixed + body
+
+
+def unpack(data: bytes, count: int) -> tuple[Header, list[bytes]]:
+    """Parse and check a bitstream of ``count`` streams; raises BitstreamError with the reason."""
+    if len(data) < HEADER.size or data[:3] != MAGIC:
+        raise BitstreamError("not a lic bitstream (bad magic or shorter than the header)")
+    _, version, code, weights_id, level, height, width, streams_crc, crc = HEADER.unpack_from(data)
+    if version != FORMAT_VERSION:
+        raise BitstreamError(f"lic bitstream format {version}; this decoder reads format {FORMAT_VERSION}")
+    names = {v: k for k, v in ARCHITECTURE_CODES.items()}
+    if code not in names:
+        raise BitstreamError(f"unknown lic architecture code {code}")
+    if not height or not width:
+        raise BitstreamError("image size 0 in the header")
+    body = data[HEADER.size :]
+    if zlib.crc32(body) != streams_crc:
+        raise BitstreamError("lic bitstream is truncated or corrupted (stream CRC mismatch)")
+    streams, offset = [], 0
+    for _ in range(count - 1):
+        length, offset = _read_varint(body, offset)
+        if offset + length > len(body):
+            raise BitstreamError("truncated stream")
+        streams.append(body[offset : offset + length])
+        offset += length
+    streams.append(body[offset:])
+    return Header(names[code], weights_id, level, height, width, streams_crc, crc), streams

@@ -1,0 +1,165 @@
+"""The `lic` codec adapter: weights from codecs/lic/, real range-coded bitstreams, any image size."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.lic import bitstream
+
+OPTION_DEFAULTS: dict[str, Any] = {"architecture": "hyperprior", "weights": "", "device": "cpu", "threads": 1}
+STREAMS = {"factorized": 1, "hyperprior": 2}
+
+
+class LicCodec:
+    """One lic model; quality is the index into its rate ladder (0 = lowest rate)."""
+
+    def __init__(self, name: str, options: dict[str, Any]):
+        unknown = sorted(set(options) - set(OPTION_DEFAULTS))
+        if unknown:
+            raise ValueError(
+                f"{name}: unknown option {', '.join(unknown)}; valid: {', '.join(OPTION_DEFAULTS)}"
+            )
+        self.name = name
+        self.options = OPTION_DEFAULTS | options
+        self.architecture = str(self.options["architecture"])
+        if self.architecture not in STREAMS:
+            raise ValueError(f"{name}: architecture must be one of {', '.join(STREAMS)}")
+        self.threads = int(self.options["threads"])
+        self._model = None
+        self.load_s: float | None = None
+
+    @property
+    def weights_path(self) -> Path:
+        from bench.lic.weights import default_path
+
+        return Path(self.options["weights"]) if self.options["weights"] else default_path(self.architecture)
+
+    @property
+    def device(self) -> str:
+        requested = str(self.options["device"])
+        if requested != "auto":
+            return requested
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def available(self) -> str | None:
+        try:
+            import compressai  # noqa: F401
+            import torch
+        except ImportError as exc:
+            return f"{exc.name} is not installed: pip install torch compressai"
+        if not self.weights_path.is_file():
+            return f"no weights at {self.weights_path}: train and export them with `bench train lic --export`"
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            return "device cuda asked for, but torch sees no CUDA GPU"
+        return None
+
+    def versions(self) -> dict[str, str]:
+        import hashlib
+        from importlib.metadata import version
+
+        import torch
+
+        weights = hashlib.sha256(self.weights_path.read_bytes()).hexdigest()[:16]
+        return {
+            "torch": torch.__version__,
+            "compressai": version("compressai"),
+            "weights": weights,
+            "bitstream format": str(bitstream.FORMAT_VERSION),
+        }
+
+    def _loaded(self):
+        if self._model is None:
+            import torch
+
+            from bench.lic.weights import load
+
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+            start = time.perf_counter()
+            self._model, self.meta, sha = load(self.weights_path, self.device)
+            self._weights_id = bytes.fromhex(sha[:8])
+            self.sync()
+            self.load_s = time.perf_counter() - start
+        return self._model
+
+    def warmup(self) -> None:
+        """Load the model (timed apart as load_s) and run one small round trip."""
+        self._loaded()
+        image = np.zeros((64, 64, 3), np.uint8)
+        self.decode(self.encode(image, 0), (64, 64))
+
+    def sync(self) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+
+    def _level(self, quality: float) -> int:
+        model = self._loaded()
+        if not float(quality).is_integer() or not 0 <= quality < model.levels:
+            raise ValueError(
+                f"{self.name}: quality must be a ladder index 0..{model.levels - 1}, not {quality}"
+            )
+        return int(quality)
+
+    def encode(self, image: np.ndarray, quality: float) -> bytes:
+        import torch
+        import torch.nn.functional as F
+
+        model = self._loaded()
+        level = self._level(quality)
+        torch.set_num_threads(self.threads)
+        height, width = image.shape[:2]
+        step = model.downsampling
+        x = torch.from_numpy(np.array(image)).to(self.device).permute(2, 0, 1)[None].float() / 255
+        x = F.pad(x, (0, -width % step, 0, -height % step), mode="replicate")
+        with torch.no_grad():
+            streams, symbols = model.compress(x, level)
+        header = bitstream.Header(
+            self.architecture,
+            self._weights_id,
+            level,
+            height,
+            width,
+            0,
+            bitstream.symbols_crc(symbols.cpu().numpy()),
+        )
+        return bitstream.pack(header, streams)
+
+    def decode(self, data: bytes, shape: tuple[int, int]) -> np.ndarray:
+        import torch
+
+        model = self._loaded()
+        header, streams = bitstream.unpack(data, STREAMS[self.architecture])
+        if header.architecture != self.architecture or header.weights_id != self._weights_id:
+            raise bitstream.BitstreamError(
+                f"bitstream made by lic {header.architecture} weights {header.weights_id.hex()}, "
+                f"not by these weights ({self.architecture} {self._weights_id.hex()})"
+            )
+        if header.level >= model.levels:
+            raise bitstream.BitstreamError(f"rate level {header.level} is not in this model's ladder")
+        torch.set_num_threads(self.threads)
+        step = model.downsampling  # the decoder starts from a tensor of padded size / step
+        size = (-(-header.height // step), -(-header.width // step))
+        with torch.no_grad():
+            x_hat, symbols = model.decompress(streams, header.level, size)
+        if bitstream.symbols_crc(symbols.cpu().numpy()) != header.symbols_crc:
+            raise bitstream.BitstreamError(
+                "decoded latents differ from the encoder's (symbol CRC mismatch): this machine's entropy "
+                "model disagrees with the encoder's, or the file is corrupt"
+            )
+        pixels = (x_hat[0, :, : header.height, : header.width] * 255).round().byte().permute(1, 2, 0)
+        return np.ascontiguousarray(pixels.cpu().numpy())
+
+
+def lic(name: str, options: dict[str, Any]) -> LicCodec:
+    """Factory registered as the built-in adapter ``lic``."""
+    return LicCodec(name, options)

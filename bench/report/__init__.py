@@ -1,0 +1,1 @@
+"""Tables, figures and HTML reports from run directories (imported lazily: matplotlib is heavy)."""

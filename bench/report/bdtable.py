@@ -1,0 +1,210 @@
+"""BD tables: codecs x metrics, BD-rate (or BD-quality) of each codec against an anchor.
+
+``mode="image"`` (as AWCY and JPEG AI): BD per image between the two codecs' curves on that image,
+then the mean over the images where it is defined, with a bootstrap 95 % confidence interval over
+images and the count of images where it is undefined. ``mode="curve"`` (as most papers): BD between
+the dataset-mean curves. Before BD, points that are not on the curve's rising front (quality not
+above every point of lower or equal rate) and points with an infinite quality are dropped and
+counted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.bd import bd_details, monotone_points
+from bench.report.compressai import ImportedCurve, imported_mean_curve
+from bench.report.curves import image_curves, mean_curves
+
+MODES = ("image", "curve")
+BOOTSTRAP_SAMPLES = 10000
+LOW_OVERLAP = 0.75
+
+
+@dataclass
+class BDCell:
+    """One codec and metric: the mean BD (image mode) or the BD of the mean curves (curve mode)."""
+
+    codec: str
+    metric: str
+    value: float
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    images: int = 0  # images compared (image mode) or averaged into the test curve (curve mode)
+    undefined: int = 0  # images where BD is undefined (image mode)
+    dropped: int = 0  # non-monotonic points of the test dropped before BD
+    skipped: int = 0  # points of the test with an infinite quality
+    overlap: float = math.nan  # mean overlap fraction over the images where BD is defined
+    reason: str | None = None  # why the value is NaN
+    imported: bool = False
+    per_image: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k != "per_image"}
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in data.items()}
+
+
+@dataclass
+class BDTable:
+    anchor: str
+    mode: str
+    method: str
+    delta: str
+    metrics: list[str]
+    codecs: list[str]  # tested codecs, in table order (the anchor excluded)
+    cells: dict[tuple[str, str], BDCell]
+    anchor_dropped: dict[str, int]
+    anchor_skipped: dict[str, int]
+    anchor_images: int
+    imported: set[str] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+
+
+def bootstrap_ci(values: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap 95 % interval of the mean; NaN with fewer than two values."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def prepare(points: pd.DataFrame) -> tuple[list[tuple[float, float]], int, int]:
+    """(the points BD uses, non-monotonic points dropped, points skipped for an infinite quality)."""
+    finite = np.isfinite(points["value"].to_numpy(dtype=float))
+    kept = points[finite]
+    keep = monotone_points(kept["bpp"], kept["value"])
+    pairs = list(zip(kept["bpp"][keep], kept["value"][keep], strict=True))
+    return pairs, int((~keep).sum()), int((~finite).sum())
+
+
+def _image_cell(anchor: pd.DataFrame, test: pd.DataFrame, codec: str, metric: str, options) -> BDCell:
+    cell = BDCell(codec, metric, math.nan)
+    names = dict(zip(test["image_sha256"], test["image"], strict=False))
+    anchor_by_image = dict(tuple(anchor.groupby("image_sha256")))
+    values, overlaps, reasons = [], [], []
+    for sha, points in test.groupby("image_sha256", sort=False):
+        if sha not in anchor_by_image:
+            continue
+        cell.images += 1
+        test_pairs, dropped, skipped = prepare(points)
+        cell.dropped += dropped
+        cell.skipped += skipped
+        details = bd_details(
+            prepare(anchor_by_image[sha])[0], test_pairs, options["method"], options["delta"]
+        )
+        cell.per_image[names[sha]] = details["value"]
+        if math.isnan(details["value"]):
+            cell.undefined += 1
+            reasons.append(details["reason"])
+        else:
+            values.append(details["value"])
+            overlaps.append(details["overlap"])
+    if values:
+        cell.value = float(np.mean(values))
+        cell.overlap = float(np.mean(overlaps))
+        cell.ci_low, cell.ci_high = bootstrap_ci(np.array(values), options["bootstrap"], options["seed"])
+    elif test.empty or anchor.empty:
+        cell.reason = f"{'this codec' if test.empty else 'the anchor'} has no defined {metric} value"
+    elif cell.images == 0:
+        cell.reason = "no image in common with the anchor"
+    else:
+        cell.reason = f"undefined on every image ({reasons[0]})"
+    return cell
+
+
+def _curve_cell(anchor: pd.DataFrame, test: pd.DataFrame, codec: str, metric: str, options) -> BDCell:
+    cell = BDCell(codec, metric, math.nan, imported=bool(test["imported"].any()))
+    cell.images = int(test["images"].max()) if test["images"].notna().any() else 0
+    test_pairs, cell.dropped, cell.skipped = prepare(test)
+    if not test_pairs or anchor.empty:
+        cell.reason = "no points for this metric" if not test_pairs else "the anchor has no points for it"
+        return cell
+    details = bd_details(prepare(anchor)[0], test_pairs, options["method"], options["delta"])
+    cell.value, cell.reason, cell.overlap = details["value"], details["reason"], details["overlap"]
+    return cell
+
+
+def _curves(rows: pd.DataFrame, imported: list[ImportedCurve], metric: str, mode: str) -> pd.DataFrame:
+    if mode == "image":
+        return image_curves(rows, metric)
+    frames = [mean_curves(rows, metric)] + [imported_mean_curve(curve, metric) for curve in imported]
+    return pd.concat([f for f in frames if not f.empty] or frames[:1], ignore_index=True)
+
+
+def bd_table(
+    rows: pd.DataFrame,
+    anchor: str,
+    metrics: list[str],
+    mode: str = "image",
+    method: str = "pchip",
+    delta: str = "rate",
+    imported: list[ImportedCurve] | None = None,
+    bootstrap: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+) -> BDTable:
+    """The BD table of every label in ``rows`` (and imported curves, curve mode) against ``anchor``.
+
+    ``rows`` needs a ``label`` column (``bench.runs.combined_rows``); the caller checks that the
+    anchor and the metrics exist.
+    """
+    imported = imported or []
+    labels = list(dict.fromkeys(rows["label"]))
+    names = {curve.label for curve in imported}
+    notes = []
+    if mode == "image" and imported:
+        notes.append(
+            f"imported curves ({', '.join(sorted(names))}) have BD only between mean curves (--mode curve)"
+        )
+        imported = []
+    codecs = [label for label in labels + [curve.label for curve in imported] if label != anchor]
+    options = {"method": method, "delta": delta, "bootstrap": bootstrap, "seed": seed}
+    cells: dict[tuple[str, str], BDCell] = {}
+    anchor_dropped, anchor_skipped, anchor_images = {}, {}, 0
+    cell_of = _image_cell if mode == "image" else _curve_cell
+    for metric in metrics:
+        curves = _curves(rows, imported, metric, mode)
+        reference = curves[curves["label"] == anchor]
+        if mode == "image":
+            per_image = [prepare(points)[1:] for _, points in reference.groupby("image_sha256")]
+            anchor_dropped[metric] = sum(d for d, _ in per_image)
+            anchor_skipped[metric] = sum(s for _, s in per_image)
+            anchor_images = max(anchor_images, len(per_image))
+        else:
+            _, anchor_dropped[metric], anchor_skipped[metric] = prepare(reference)
+            if reference["images"].notna().any():
+                anchor_images = max(anchor_images, int(reference["images"].max()))
+        for codec in codecs:
+            test = curves[curves["label"] == codec]
+            cells[(codec, metric)] = cell_of(reference, test, codec, metric, options)
+    images = {label: set(rows.loc[rows["label"] == label, "image_sha256"]) for label in labels}
+    if len({frozenset(s) for s in images.values()}) > 1:
+        notes.append(
+            "the codecs were run on different images: "
+            + (
+                "BD compares the images both have"
+                if mode == "image"
+                else "their mean curves average different images"
+            )
+        )
+    return BDTable(
+        anchor,
+        mode,
+        method,
+        delta,
+        list(metrics),
+        codecs,
+        cells,
+        anchor_dropped,
+        anchor_skipped,
+        anchor_images,
+        names,
+        notes,
+    )

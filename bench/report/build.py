@@ -1,0 +1,298 @@
+"""`bench report`: one self-contained index.html plus the figures as PNG, SVG and PDF.
+
+Sections: what was run, RD curves, BD tables (per image with CI, and of the mean curves), speed,
+per-image results, a visual comparison at a few target rates, notes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench import __version__
+from bench.report import html
+from bench.report.compressai import ImportedCurve, imported_mean_curve
+from bench.report.curves import METRIC_LABELS, mean_curves, ok_rows
+from bench.runs import Run
+
+
+@dataclass
+class ReportRequest:
+    anchor: str | None
+    metrics: list[str]
+    method: str = "pchip"
+    targets: list[float] = field(default_factory=lambda: [0.25, 0.5])
+    visual: bool = True
+    crop: int = 128
+
+
+def speed_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per codec: tasks, median encode/decode MP/s, mean encode/decode ms, threads, device."""
+    rows = ok_rows(rows)
+    grouped = rows.groupby("label", sort=False)
+    return pd.DataFrame(
+        {
+            "tasks": grouped.size(),
+            "encode MP/s (median)": grouped["enc_mps"].median(),
+            "decode MP/s (median)": grouped["dec_mps"].median(),
+            "encode ms (mean)": grouped["enc_s"].mean() * 1e3,
+            "decode ms (mean)": grouped["dec_s"].mean() * 1e3,
+            "threads": grouped["threads"].agg(lambda t: ",".join(str(v) for v in sorted(set(t)))),
+            "device": grouped["device"].agg(lambda d: ",".join(sorted(set(map(str, d))))),
+        }
+    )
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def run_section(runs: list[Run], rows: pd.DataFrame) -> str:
+    """What was run: per run, the dataset, machine, software and each codec's configuration."""
+    parts = []
+    for run in runs:
+        config = run.meta.get("config", {})
+        dataset = config.get("dataset", {})
+        provenance = run.meta.get("provenance", {})
+        machine = provenance.get("machine", {})
+        facts = [
+            ("run directory", str(run.path)),
+            ("rows read from", run.source),
+            (
+                "dataset",
+                f"{dataset.get('name', '?')}: {len(dataset.get('images', []))} images in {dataset.get('root', '?')}",
+            ),
+            ("config id", run.meta.get("config_id", "?")),
+            ("executor", f"{config.get('executor', '?')}, {config.get('jobs', '?')} job(s)"),
+            ("started", provenance.get("time_utc", "?")),
+            (
+                "machine",
+                f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, {machine.get('os', '?')}",
+            ),
+            ("python", provenance.get("python", "?")),
+            ("packages", ", ".join(f"{k} {v}" for k, v in provenance.get("packages", {}).items()) or "?"),
+        ]
+        labels = rows.loc[rows["run"] == run.name, ["label", "codec"]].drop_duplicates().values
+        codec_rows = []
+        for label, codec in labels:
+            entry = run.codec_config(codec)
+            details = entry.get("entry", {})
+            codec_rows.append(
+                [
+                    label,
+                    details.get("description", "?"),
+                    f"{details.get('quality_label', '?')}: "
+                    + ", ".join(f"{q:g}" for q in entry.get("qualities", [])),
+                    ", ".join(f"{k}={v}" for k, v in details.get("options", {}).items()),
+                    ", ".join(f"{k} {v}" for k, v in entry.get("versions", {}).items()),
+                    entry.get("config_hash", "?"),
+                ]
+            )
+        parts.append(f"<h3>{html.esc(run.name)}</h3>")
+        parts.append(html.facts(facts))
+        parts.append(
+            html.table(
+                ["codec", "what", "qualities", "options", "versions", "config hash"],
+                codec_rows,
+                css="left",
+            )
+        )
+    return "".join(parts)
+
+
+def figures_section(
+    rows: pd.DataFrame, imported: list[ImportedCurve], request: ReportRequest, out: Path, title: str
+):
+    """RD figures of the mean curves, written to out/figures and inlined as SVG."""
+    from bench.report.plots import rd_figure, save_figure, styles
+
+    labels = list(dict.fromkeys(rows["label"])) + [curve.label for curve in imported]
+    style = styles(labels)
+    blocks = []
+    for metric in request.metrics:
+        curves = pd.concat(
+            [mean_curves(rows, metric)]
+            + [imported_mean_curve(c, metric) for c in imported if metric in c.points],
+            ignore_index=True,
+        )
+        if curves.empty:
+            continue
+        figure = rd_figure(curves, metric, style, f"{title}: {METRIC_LABELS.get(metric, metric)}")
+        paths = save_figure(figure, out / "figures" / f"rd_{metric}")
+        uri = html.data_uri(paths["svg"].read_bytes(), "image/svg+xml")
+        links = {fmt: str(path.relative_to(out)) for fmt, path in paths.items()}
+        caption = f"bpp vs {METRIC_LABELS.get(metric, metric)}: mean over images at each quality"
+        blocks.append(html.figure(uri, f"RD curve, {metric}", caption, links))
+    return f'<div class="figures">{"".join(blocks)}</div>'
+
+
+def bd_html(table) -> str:
+    """A BD table's value and count grids as HTML, with better-than-anchor cells marked."""
+    from bench.report.formats import counts_title, grids, notes, title
+
+    values, counts = grids(table)
+    classes = []
+    for codec in [table.anchor] + table.codecs:
+        row = ["text"]
+        for metric in table.metrics:
+            cell = table.cells.get((codec, metric))
+            better = (
+                None
+                if cell is None or math.isnan(cell.value)
+                else (cell.value < 0) == (table.delta == "rate")
+            )
+            row.append("" if better is None else "good" if better else "bad")
+        classes.append(row)
+    header = ["codec", *table.metrics]
+    body = [[index, *row] for index, row in zip(values.index, values.values)]
+    count_rows = [[index, *row] for index, row in zip(counts.index, counts.values)]
+    ident = f"bd-{table.mode}"
+    return (
+        f"<p>{html.esc(title(table))}</p>"
+        + html.table(header, body, table_id=ident, classes=classes)
+        + f'<p class="sub">{html.esc(counts_title(table))}</p>'
+        + html.table(header, count_rows)
+        + html.bullet_list(notes(table))
+    )
+
+
+def per_image_section(table, rows: pd.DataFrame) -> str:
+    """Per-image BD of every codec (first metric open, others folded) and every stored row."""
+    parts = []
+    if table is not None:
+        for i, metric in enumerate(table.metrics):
+            per_image = {codec: table.cells[(codec, metric)].per_image for codec in table.codecs}
+            images = sorted({name for values in per_image.values() for name in values})
+            body = [
+                [name, *(_fmt(per_image[c].get(name, math.nan)) for c in table.codecs)] for name in images
+            ]
+            grid = html.table(["image", *table.codecs], body)
+            heading = f"BD-{'rate (%)' if table.delta == 'rate' else 'quality'} on {metric} vs {table.anchor}, per image"
+            parts.append(
+                f"<h3>{html.esc(heading)}</h3>{grid}"
+                if i == 0
+                else f"<details><summary>{html.esc(heading)}</summary>{grid}</details>"
+            )
+    columns = [
+        "image",
+        "label",
+        "quality",
+        "bpp",
+        "psnr_rgb",
+        "psnr_y",
+        "ms_ssim_db",
+        "enc_s",
+        "dec_s",
+        "error",
+    ]
+    shown = rows.sort_values(["image", "label", "bpp"])[[c for c in columns if c in rows.columns]]
+    body = [
+        [_fmt(v, 4) if isinstance(v, float) else ("" if v is None else v) for v in row]
+        for row in shown.values
+    ]
+    parts.append(
+        f"<details><summary>every stored row ({len(body)})</summary>{html.table(list(shown.columns), body)}</details>"
+    )
+    return "".join(parts)
+
+
+def visual_section(comparisons, out: Path) -> str:
+    """Crops written to out/crops and inlined as PNG, with bpp and PSNR under each."""
+    parts = []
+    for comparison in comparisons:
+        top, left, side = comparison.box
+        parts.append(
+            f"<h3>near {comparison.target:g} bpp: {html.esc(comparison.image)}, "
+            f'{side}x{side} px at ({left}, {top}), shown at 2x</h3><div class="crops">'
+        )
+        for crop in comparison.crops:
+            path = out / "crops" / f"{comparison.target:g}bpp_{crop.label}.png".replace("/", "_")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(crop.png)
+            if crop.quality is None:
+                caption = "original"
+            else:
+                caption = (
+                    f"{crop.label} at q={crop.quality:g}: {crop.bpp:.3f} bpp, {crop.psnr:.2f} dB; "
+                    f"crop {crop.crop_psnr:.2f} dB"
+                )
+            parts.append(
+                f'<figure><img class="crop" src="{html.data_uri(crop.png, "image/png")}" '
+                f'alt="{html.esc(caption)}"><figcaption>{html.esc(caption)}</figcaption></figure>'
+            )
+        parts.append("</div>")
+    return "".join(parts) or "<p>No visual comparison (see the notes).</p>"
+
+
+def default_anchor(labels: list[str]) -> str | None:
+    """jpeg when the runs have it, else the first codec; None with fewer than two curves."""
+    if len(labels) < 2:
+        return None
+    return "jpeg" if "jpeg" in labels else labels[0]
+
+
+def _bd_tables(rows, imported, request: ReportRequest, anchor: str | None, notes: list[str]):
+    """(image-mode table or None, curve-mode table or None)."""
+    from bench.report.bdtable import bd_table
+
+    labels = list(dict.fromkeys(rows["label"]))
+    if anchor is None or len(labels) + len(imported) < 2:
+        notes.append("one codec only: no BD table (BD needs an anchor and another codec)")
+        return None, None
+    image = None
+    if anchor in labels and len(labels) > 1:
+        image = bd_table(rows, anchor, request.metrics, "image", request.method)
+    curve = bd_table(rows, anchor, request.metrics, "curve", request.method, imported=imported)
+    return image, curve
+
+
+def build_report(
+    runs: list[Run], rows: pd.DataFrame, imported: list[ImportedCurve], request: ReportRequest, out: Path
+) -> tuple[Path, list[str]]:
+    """Write out/index.html, out/figures/* and out/crops/*; returns the index path and the notes."""
+    from bench.report.visual import visual_comparisons
+
+    out.mkdir(parents=True, exist_ok=True)
+    labels = list(dict.fromkeys(rows["label"]))
+    notes: list[str] = [note for run in runs for note in run.notes]
+    anchor = request.anchor or default_anchor(labels + [c.label for c in imported])
+    if request.anchor is None and anchor is not None:
+        notes.append(f"anchor: {anchor} (the default; choose another with --anchor)")
+    datasets = sorted(
+        {str(run.meta.get("config", {}).get("dataset", {}).get("name", run.name)) for run in runs}
+    )
+    images = rows["image_sha256"].nunique()
+    title = f"{', '.join(datasets)} ({images} images)"
+    image_table, curve_table = _bd_tables(rows, imported, request, anchor, notes)
+    bd_parts = []
+    if image_table is not None:
+        bd_parts.append("<h3>Per image, then the mean (AWCY, JPEG AI)</h3>" + bd_html(image_table))
+    if curve_table is not None:
+        bd_parts.append("<h3>Of the dataset-mean curves (most papers)</h3>" + bd_html(curve_table))
+    comparisons = []
+    if request.visual:
+        comparisons, visual_notes = visual_comparisons(runs, rows, request.targets, request.crop)
+        notes += visual_notes
+    speed = speed_table(rows)
+    speed_rows = [[label, *(_fmt(v) for v in values)] for label, values in zip(speed.index, speed.values)]
+    sections = [
+        ("run", "What was run", run_section(runs, rows)),
+        ("rd", "RD curves", figures_section(rows, imported, request, out, title)),
+        ("bd", "BD-rate", "".join(bd_parts) or "<p>No BD table (see the notes).</p>"),
+        ("speed", "Speed", html.table(["codec", *speed.columns], speed_rows, table_id="speed")),
+        ("images", "Per-image results", per_image_section(image_table, rows)),
+        ("visual", "Visual comparison", visual_section(comparisons, out)),
+        ("notes", "Notes", html.bullet_list(notes) or "<p>None.</p>"),
+    ]
+    generated = datetime.now(UTC).isoformat(timespec="seconds")
+    subtitle = f"{', '.join(labels)}; runs: {', '.join(r.name for r in runs)}; codec-bench {__version__}, {generated}"
+    path = out / "index.html"
+    path.write_text(html.page(f"codec-bench report: {title}", subtitle, sections))
+    return path, notes

@@ -1,0 +1,151 @@
+"""CompressAI-style result JSON: import published curves, export ours.
+
+The format (CompressAI's results/image/<dataset>/*.json)::
+
+    {"name": "...", "description": "...", "meta": {...},
+     "results": {"bpp": [...], "psnr-rgb": [...], "ms-ssim-rgb": [...], ...}}
+
+Older files say ``psnr`` and ``ms-ssim``. MS-SSIM is stored as a value in [0, 1]; imported curves get
+``ms_ssim_db`` = -10 log10(1 - mean MS-SSIM), as CompressAI's plots compute it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench import __version__
+from bench.errors import UserError
+from bench.metrics import ms_ssim_db
+
+# our metric -> the keys that may hold it in a CompressAI file, in order of preference
+IMPORT_KEYS = {"psnr_rgb": ("psnr-rgb", "psnr"), "psnr_y": ("psnr-y",), "ms_ssim": ("ms-ssim-rgb", "ms-ssim")}
+EXPORT_KEYS = {
+    "quality": "quality",
+    "bpp": "bpp",
+    "psnr_rgb": "psnr-rgb",
+    "psnr_y": "psnr-y",
+    "ms_ssim": "ms-ssim-rgb",
+    "enc_s": "encoding_time",
+    "dec_s": "decoding_time",
+}
+
+
+@dataclass
+class ImportedCurve:
+    """A published curve: its name, source file, and points (bpp plus the metrics the file has)."""
+
+    label: str
+    path: Path
+    description: str
+    points: pd.DataFrame  # columns bpp and some of psnr_rgb, psnr_y, ms_ssim, ms_ssim_db
+
+
+def _numbers(path: Path, key: str, values: Any, length: int | None) -> np.ndarray:
+    if not isinstance(values, list) or (length is not None and len(values) != length):
+        expected = f" of {length} numbers (as bpp)" if length is not None else " of numbers"
+        raise UserError(f"{path}: results[{key!r}] must be a list{expected}")
+    try:
+        return np.array([math.nan if v is None else float(v) for v in values], dtype=float)
+    except (TypeError, ValueError):
+        raise UserError(f"{path}: results[{key!r}] holds a value that is not a number") from None
+
+
+def read_compressai(path: str | Path) -> ImportedCurve:
+    """Read one CompressAI-style result file; a malformed one is a UserError naming what is wrong."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not a readable JSON file ({exc})") from None
+    results = document.get("results") if isinstance(document, dict) else None
+    if not isinstance(results, dict) or "bpp" not in results:
+        raise UserError(f"{path}: not a CompressAI result file (no results.bpp)")
+    bpp = _numbers(path, "bpp", results["bpp"], None)
+    points = {"bpp": bpp}
+    for metric, keys in IMPORT_KEYS.items():
+        key = next((k for k in keys if k in results), None)
+        if key is not None:
+            points[metric] = _numbers(path, key, results[key], len(bpp))
+    if len(points) == 1:
+        raise UserError(f"{path}: no psnr-rgb, psnr-y or ms-ssim-rgb results to compare")
+    if "ms_ssim" in points:
+        if np.any(points["ms_ssim"] > 1) or np.any(points["ms_ssim"] < 0):
+            raise UserError(f"{path}: MS-SSIM values must lie in [0, 1]")
+        points["ms_ssim_db"] = np.array([ms_ssim_db(v) for v in points["ms_ssim"]])
+    name = str(document.get("name") or path.stem)
+    return ImportedCurve(name, path, str(document.get("description", "")), pd.DataFrame(points))
+
+
+def imported_curves(paths: list[str | Path], taken: set[str]) -> list[ImportedCurve]:
+    """Read several files; a name already ``taken`` (or repeated) becomes ``name@file-stem``."""
+    curves = []
+    for path in paths:
+        curve = read_compressai(path)
+        if curve.label in taken:
+            curve.label = f"{curve.label}@{curve.path.stem}"
+        if curve.label in taken:
+            raise UserError(f"{path}: imported twice (or its name clashes with a codec of the runs)")
+        taken.add(curve.label)
+        curves.append(curve)
+    return curves
+
+
+def imported_mean_curve(curve: ImportedCurve, metric: str) -> pd.DataFrame:
+    """An imported curve in the shape of ``curves.mean_curves`` (empty when it lacks the metric)."""
+    if metric not in curve.points:
+        return pd.DataFrame(columns=["label", "quality", "bpp", "value", "images", "imported"])
+    points = curve.points[["bpp", metric]].rename(columns={metric: "value"})
+    points = points[points["bpp"].notna() & points["value"].notna()]
+    return points.assign(label=curve.label, quality=math.nan, images=math.nan, imported=True)
+
+
+def _finite_or_none(values: pd.Series) -> list[float | None]:
+    return [float(v) if math.isfinite(v) else None for v in values]
+
+
+def _safe_name(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "codec"
+
+
+def export_compressai(rows: pd.DataFrame, configs: dict[str, dict[str, Any]], out: Path) -> list[Path]:
+    """Write ``<label>.json`` per codec label: mean curves over images at each quality, sorted by bpp.
+
+    ``configs`` maps a label to its run.json codec entry (or {}) and run metadata, for the description.
+    """
+    from bench.report.curves import ok_rows
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    rows = ok_rows(rows)
+    for label, group in rows.groupby("label", sort=True):
+        means = group.groupby("quality").agg({k: "mean" for k in EXPORT_KEYS if k != "quality"})
+        means = means.reset_index().sort_values("bpp")
+        config = configs.get(label, {})
+        entry = config.get("entry", {})
+        document = {
+            "name": label,
+            "description": f"codec-bench {__version__}: {entry.get('description', label)}",
+            "meta": {
+                "source": "codec-bench",
+                "dataset": config.get("dataset"),
+                "images": int(group["image_sha256"].nunique()),
+                "run": config.get("run"),
+                "config_hash": config.get("config_hash"),
+                "versions": config.get("versions", {}),
+                "quality_label": entry.get("quality_label"),
+                "options": entry.get("options", {}),
+            },
+            "results": {key: _finite_or_none(means[column]) for column, key in EXPORT_KEYS.items()},
+        }
+        path = out / f"{_safe_name(label)}.json"
+        path.write_text(json.dumps(document, indent=2) + "\n")
+        written.append(path)
+    return written

@@ -1,0 +1,218 @@
+"""Rendering a BD table as text, CSV, Markdown, LaTeX or JSON."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from typing import Any
+
+import pandas as pd
+
+from bench.report.bdtable import LOW_OVERLAP, BDTable
+
+FORMATS = ("text", "csv", "markdown", "latex", "json")
+
+
+def title(table: BDTable) -> str:
+    """One line saying what the numbers are."""
+    if table.delta == "rate":
+        what = "BD-rate (%)"
+        sign = "negative = fewer bits than the anchor at equal quality"
+    else:
+        what = "BD-quality (metric units, dB for PSNR and MS-SSIM dB)"
+        sign = "positive = higher quality than the anchor at equal rate"
+    how = (
+        f"BD per image, mean over {table.anchor_images} images [bootstrap 95 % CI]"
+        if table.mode == "image"
+        else "BD of the dataset-mean curves"
+    )
+    return f"{what} vs {table.anchor}: {how}; {table.method}; {sign}"
+
+
+def _number(value: float, table: BDTable) -> str:
+    return f"{value:.2f}" if table.delta == "rate" else f"{value:.3f}"
+
+
+def value_text(table: BDTable, codec: str, metric: str) -> str:
+    """A cell of the main grid: the value, its CI in image mode, or n/a."""
+    cell = table.cells[(codec, metric)]
+    if math.isnan(cell.value):
+        return "n/a"
+    text = _number(cell.value, table)
+    if table.mode == "image" and not math.isnan(cell.ci_low):
+        text += f" [{_number(cell.ci_low, table)}, {_number(cell.ci_high, table)}]"
+    return text
+
+
+def counts_text(table: BDTable, codec: str, metric: str) -> str:
+    """A cell of the counts grid: undefined images (image mode) / dropped points / overlap."""
+    if codec == table.anchor:
+        parts = ["-"] if table.mode == "image" else []
+        return " / ".join(parts + [str(table.anchor_dropped[metric]), "-"])
+    cell = table.cells[(codec, metric)]
+    overlap = "-" if math.isnan(cell.overlap) else f"{cell.overlap:.0%}"
+    parts = [str(cell.undefined)] if table.mode == "image" else []
+    return " / ".join(parts + [str(cell.dropped), overlap])
+
+
+def counts_title(table: BDTable) -> str:
+    head = "images where BD is undefined / " if table.mode == "image" else ""
+    tail = " (mean over images)" if table.mode == "image" else ""
+    return f"{head}non-monotonic points dropped before BD / overlap of the curves{tail}"
+
+
+def codec_name(table: BDTable, codec: str) -> str:
+    return f"{codec} (imported)" if codec in table.imported else codec
+
+
+def grids(table: BDTable) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(values, counts) as string frames: a row per codec, the anchor first, a column per metric."""
+    order = [table.anchor] + table.codecs
+    values = {
+        codec_name(table, codec): [
+            "anchor" if codec == table.anchor else value_text(table, codec, m) for m in table.metrics
+        ]
+        for codec in order
+    }
+    counts = {codec_name(table, c): [counts_text(table, c, m) for m in table.metrics] for c in order}
+    return _frame(values, table.metrics), _frame(counts, table.metrics)
+
+
+def _frame(data: dict[str, list[str]], metrics: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_dict(data, orient="index", columns=metrics)
+    frame.index.name = "codec"
+    return frame
+
+
+def notes(table: BDTable) -> list[str]:
+    """What the reader must know: undefined cells and why, low overlaps, skipped points."""
+    lines = list(table.notes)
+    low = [c for c in table.cells.values() if c.overlap < LOW_OVERLAP]
+    if low:
+        lines.append(
+            f"{len(low)} of {len(table.cells)} cells compare curves that overlap on under {LOW_OVERLAP:.0%} "
+            "of their range: BD averages the shared range only"
+        )
+    for (codec, metric), cell in table.cells.items():
+        if math.isnan(cell.value):
+            lines.append(f"{codec} {metric}: undefined: {cell.reason}")
+        if cell.skipped:
+            lines.append(f"{codec} {metric}: {cell.skipped} point(s) with infinite quality skipped")
+    for metric, skipped in table.anchor_skipped.items():
+        if skipped:
+            lines.append(f"{table.anchor} {metric}: {skipped} point(s) with infinite quality skipped")
+    return lines
+
+
+def records(table: BDTable) -> list[dict[str, Any]]:
+    """One flat record per codec and metric (the anchor's records hold its dropped points)."""
+    base = {"anchor": table.anchor, "mode": table.mode, "method": table.method, "delta": table.delta}
+    out = []
+    for metric in table.metrics:
+        out.append(
+            base
+            | {"codec": table.anchor, "metric": metric, "role": "anchor", "images": table.anchor_images}
+            | {"dropped": table.anchor_dropped[metric], "skipped": table.anchor_skipped[metric]}
+        )
+        for codec in table.codecs:
+            out.append(base | {"role": "test"} | table.cells[(codec, metric)].to_dict())
+    return out
+
+
+def _text_grid(frame: pd.DataFrame) -> str:
+    """Columns aligned: the codec left, the values right."""
+    lines = [["codec", *frame.columns]] + [[str(i), *row] for i, row in zip(frame.index, frame.values)]
+    widths = [max(len(line[j]) for line in lines) for j in range(len(lines[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) if j == 0 else cell.rjust(w) for j, (cell, w) in enumerate(zip(line, widths)))
+        for line in lines
+    )
+
+
+def _text(table: BDTable) -> str:
+    values, counts = grids(table)
+    parts = [title(table), "", _text_grid(values), "", counts_title(table), "", _text_grid(counts)]
+    lines = notes(table)
+    if lines:
+        parts += [""] + [f"note: {line}" for line in lines]
+    return "\n".join(parts)
+
+
+def _markdown_grid(frame: pd.DataFrame) -> str:
+    header = "| codec | " + " | ".join(frame.columns) + " |"
+    rule = "| --- | " + " | ".join("---:" for _ in frame.columns) + " |"
+    body = ["| " + " | ".join([str(index), *row]) + " |" for index, row in zip(frame.index, frame.values)]
+    return "\n".join([header, rule, *body])
+
+
+def _markdown(table: BDTable) -> str:
+    values, counts = grids(table)
+    parts = [f"**{title(table)}**", "", _markdown_grid(values), "", f"*{counts_title(table)}*", ""]
+    parts.append(_markdown_grid(counts))
+    parts += [""] + [f"- {line}" for line in notes(table)] if notes(table) else []
+    return "\n".join(parts)
+
+
+def _latex_escape(text: str) -> str:
+    for char, escaped in (
+        ("\\", r"\textbackslash{}"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("_", r"\_"),
+        ("#", r"\#"),
+    ):
+        text = text.replace(char, escaped)
+    return text
+
+
+def _latex(table: BDTable) -> str:
+    values, _ = grids(table)
+    columns = "l" + "r" * len(values.columns)
+    lines = [
+        r"\begin{table}",
+        r"\centering",
+        rf"\caption{{{_latex_escape(title(table))}}}",
+        rf"\begin{{tabular}}{{{columns}}}",
+        r"\toprule",
+        " & ".join(["codec", *(_latex_escape(c) for c in values.columns)]) + r" \\",
+        r"\midrule",
+    ]
+    for index, row in zip(values.index, values.values):
+        cells = [_latex_escape(str(index)), *(_latex_escape(v).replace("-", "$-$") for v in row)]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    lines += [f"% {line}" for line in notes(table)]
+    return "\n".join(lines)
+
+
+def render(table: BDTable, fmt: str) -> str:
+    """The table in one of FORMATS."""
+    if fmt == "text":
+        return _text(table)
+    if fmt == "markdown":
+        return _markdown(table)
+    if fmt == "latex":
+        return _latex(table)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        pd.DataFrame(records(table)).to_csv(buffer, index=False)
+        return buffer.getvalue().rstrip("\n")
+    if fmt == "json":
+        document = {
+            "title": title(table),
+            "anchor": table.anchor,
+            "mode": table.mode,
+            "method": table.method,
+            "delta": table.delta,
+            "metrics": table.metrics,
+            "rows": records(table),
+            "per_image": {
+                f"{codec}/{metric}": {k: (v if math.isfinite(v) else None) for k, v in cell.per_image.items()}
+                for (codec, metric), cell in table.cells.items()
+                if cell.per_image
+            },
+            "notes": notes(table),
+        }
+        return json.dumps(document, indent=2)
+    raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")

@@ -1,0 +1,76 @@
+"""RD figures: dataset-mean curves (bpp vs a metric), one line and marker style per codec.
+
+Figures are built with matplotlib's object API (no pyplot state) and written as PNG, SVG and PDF.
+SVG text is drawn as paths, so the figures need no fonts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.report.curves import METRIC_LABELS
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+FORMATS = ("png", "svg", "pdf")
+STYLE = {"svg.fonttype": "path", "svg.hashsalt": "codec-bench", "font.size": 10}
+
+
+def styles(labels: list[str]) -> dict[str, dict[str, object]]:
+    """A fixed colour and marker per label, the same in every figure of a report."""
+    from matplotlib import colormaps
+
+    colours = colormaps["tab10"].colors + colormaps["Dark2"].colors
+    return {
+        label: {"color": colours[i % len(colours)], "marker": MARKERS[i % len(MARKERS)]}
+        for i, label in enumerate(labels)
+    }
+
+
+def rd_figure(curves: pd.DataFrame, metric: str, style: dict[str, dict[str, object]], title: str):
+    """bpp vs ``metric``: each label's mean curve with its points marked; imported curves dashed."""
+    from matplotlib import rc_context
+    from matplotlib.figure import Figure
+
+    with rc_context(STYLE):
+        figure = Figure(figsize=(7.0, 4.8), layout="constrained")
+        axes = figure.add_subplot()
+        _draw(axes, curves, metric, style, title)
+    return figure
+
+
+def _draw(axes, curves: pd.DataFrame, metric: str, style: dict[str, dict[str, object]], title: str) -> None:
+    for label, curve in curves.groupby("label", sort=False):
+        curve = curve[np.isfinite(curve["value"].astype(float))].sort_values("bpp")
+        imported = bool(curve["imported"].any())
+        axes.plot(
+            curve["bpp"],
+            curve["value"],
+            linestyle="--" if imported else "-",
+            markersize=5,
+            linewidth=1.5,
+            label=f"{label} (imported)" if imported else label,
+            **style[label],
+        )
+    axes.set_xlabel("bits per pixel")
+    axes.set_ylabel(METRIC_LABELS.get(metric, metric))
+    axes.set_title(title)
+    axes.grid(True, alpha=0.3)
+    axes.legend(loc="lower right", fontsize=9)
+
+
+def save_figure(figure, base: Path) -> dict[str, Path]:
+    """Write ``base``.png/.svg/.pdf; returns the path of each format."""
+    from matplotlib import rc_context
+
+    base.parent.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    with rc_context(STYLE):
+        for fmt in FORMATS:
+            path = base.with_suffix(f".{fmt}")
+            metadata = {"Date": None} if fmt == "svg" else {"CreationDate": None} if fmt == "pdf" else {}
+            figure.savefig(path, format=fmt, dpi=150, metadata=metadata)
+            paths[fmt] = path
+    return paths

@@ -1,0 +1,258 @@
+"""lic: real bitstreams from the shipped weights, a decoder that refuses bad input, training end to end."""
+
+from __future__ import annotations
+
+import csv
+import struct
+import zlib
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from skimage import data
+
+from bench.lic import bitstream
+from bench.lic.codec import LicCodec
+from bench.lic.train import main as train_main
+
+ARCHITECTURES = ("hyperprior", "factorized")
+
+
+@pytest.fixture(scope="module", params=ARCHITECTURES)
+def codec(request) -> LicCodec:
+    codec = LicCodec("lic", {"architecture": request.param})
+    assert codec.available() is None, codec.available()
+    return codec
+
+
+@pytest.fixture(scope="module")
+def odd_image() -> np.ndarray:
+    """An odd-sized crop of a real photograph: the transforms need padding and a crop."""
+    return np.ascontiguousarray(data.astronaut()[37:238, 101:264])  # 201 x 163
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return 10 * np.log10(255**2 / np.mean((a.astype(float) - b) ** 2))
+
+
+def test_round_trip_any_size_rate_rises_with_level(codec, odd_image):
+    sizes, qualities = [], []
+    for level in (0, 3, 7):
+        encoded = codec.encode(odd_image, level)
+        decoded = codec.decode(encoded, odd_image.shape[:2])
+        assert decoded.shape == odd_image.shape and decoded.dtype == np.uint8
+        sizes.append(len(encoded))
+        qualities.append(psnr(odd_image, decoded))
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+    assert qualities[-1] > qualities[0] > 20
+
+
+def test_header_says_what_the_bytes_are(codec, odd_image):
+    encoded = codec.encode(odd_image, 5)
+    header, streams = bitstream.unpack(encoded, 2 if codec.architecture == "hyperprior" else 1)
+    assert (header.architecture, header.level, header.height, header.width) == (
+        codec.architecture,
+        5,
+        201,
+        163,
+    )
+    assert header.weights_id.hex() == codec.versions()["weights"][:8]
+    assert encoded[:3] == b"LIC" and sum(map(len, streams)) < len(encoded)
+
+
+def test_a_second_codec_instance_decodes_to_the_same_pixels(codec, odd_image):
+    encoded = codec.encode(odd_image, 2)
+    other = LicCodec("lic", {"architecture": codec.architecture})
+    np.testing.assert_array_equal(codec.decode(encoded, (201, 163)), other.decode(encoded, (201, 163)))
+
+
+@pytest.mark.parametrize(
+    "mangle, message",
+    [
+        (lambda b: b[: len(b) // 2], "truncated or corrupted"),
+        (lambda b: b[:10], "not a lic bitstream"),
+        (lambda b: b[:-1] + bytes([b[-1] ^ 1]), "truncated or corrupted"),
+        (lambda b: b"\x89PNG\r\n\x1a\n" + b[8:], "not a lic bitstream"),
+        (lambda b: b[:3] + bytes([9]) + b[4:], "format 9"),
+        (lambda b: b[:5] + b"\0\0\0\0" + b[9:], "not by these weights"),
+    ],
+)
+def test_bad_bitstreams_give_a_clear_error(codec, odd_image, mangle, message):
+    encoded = codec.encode(odd_image, 1)
+    with pytest.raises(bitstream.BitstreamError, match=message):
+        codec.decode(mangle(encoded), (201, 163))
+
+
+def test_a_bitstream_for_the_other_architecture_is_refused(odd_image):
+    hyperprior = LicCodec("lic", {"architecture": "hyperprior"})
+    factorized = LicCodec("lic", {"architecture": "factorized"})
+    with pytest.raises(bitstream.BitstreamError, match="not by these weights"):
+        factorized.decode(hyperprior.encode(odd_image, 1), (201, 163))
+
+
+def test_disagreeing_entropy_decoder_is_caught_by_the_symbol_checksum(codec, odd_image):
+    """A decoder that recovers other symbols than were coded (as on a machine whose entropy model
+    disagrees) must raise, not return garbage: simulate it with a header that claims other symbols."""
+    encoded = codec.encode(odd_image, 4)
+    fields = list(bitstream.HEADER.unpack_from(encoded))
+    fields[-1] ^= 0xFFFF
+    forged = bitstream.HEADER.pack(*fields) + encoded[bitstream.HEADER.size :]
+    with pytest.raises(bitstream.BitstreamError, match="symbol CRC mismatch"):
+        codec.decode(forged, (201, 163))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_bitstreams_never_crash_or_hang(data, odd_image):
+    codec = _fuzz_codec()
+    encoded = bytearray(_fuzz_stream(codec, odd_image))
+    for _ in range(data.draw(st.integers(1, 4))):
+        kind = data.draw(st.sampled_from(["flip", "cut", "insert", "header"]))
+        if kind == "cut" and len(encoded) > 1:
+            del encoded[data.draw(st.integers(0, len(encoded) - 1)) :]
+        elif kind == "insert":
+            encoded.insert(data.draw(st.integers(0, len(encoded))), data.draw(st.integers(0, 255)))
+        elif encoded:
+            limit = bitstream.HEADER.size - 1 if kind == "header" else len(encoded) - 1
+            position = data.draw(st.integers(0, min(limit, len(encoded) - 1)))
+            encoded[position] ^= data.draw(st.integers(1, 255))
+    try:
+        decoded = codec.decode(bytes(encoded), (201, 163))
+    except bitstream.BitstreamError:
+        return
+    assert decoded.shape[2] == 3 and decoded.dtype == np.uint8  # only a header change that kept it valid
+
+
+_FUZZ: dict[str, object] = {}
+
+
+def _fuzz_codec() -> LicCodec:
+    if "codec" not in _FUZZ:
+        _FUZZ["codec"] = LicCodec("lic", {"architecture": "hyperprior"})
+    return _FUZZ["codec"]
+
+
+def _fuzz_stream(codec: LicCodec, image: np.ndarray) -> bytes:
+    if "stream" not in _FUZZ:
+        _FUZZ["stream"] = codec.encode(image, 3)
+    return _FUZZ["stream"]
+
+
+def test_stream_crc_is_checked_before_range_decoding():
+    header = bitstream.Header("hyperprior", b"abcd", 0, 10, 10, 0, 0)
+    packed = bitstream.pack(header, [b"zz", b"yyy"])
+    parsed, streams = bitstream.unpack(packed, 2)
+    assert streams == [b"zz", b"yyy"] and parsed.streams_crc == zlib.crc32(packed[bitstream.HEADER.size :])
+    assert struct.unpack_from(">H", packed, 10)[0] == 10
+
+
+def test_missing_weights_make_lic_unavailable(tmp_path):
+    codec = LicCodec("lic", {"weights": str(tmp_path / "none.pt")})
+    assert "bench train lic --export" in codec.available()
+
+
+def test_unknown_option_and_bad_level_are_refused(odd_image):
+    with pytest.raises(ValueError, match="unknown option"):
+        LicCodec("lic", {"colour": "blue"})
+    with pytest.raises(ValueError, match="ladder index"):
+        LicCodec("lic", {}).encode(odd_image, 8)
+
+
+def test_training_end_to_end_resume_and_export(tmp_path, data_dir):
+    """A few real training steps on the training photographs, resumed, exported, then coded with."""
+    out, exported, photos = tmp_path / "run", tmp_path / "weights", tmp_path / "photos"
+    photos.mkdir()
+    for path in sorted((data_dir / "train").glob("*.png"))[:4]:  # small crops keep it fast on a CPU
+        with Image.open(path) as image:
+            image.convert("RGB").crop((0, 0, 128, 96)).save(photos / path.name)
+    common = [
+        "--architecture",
+        "hyperprior",
+        "--channels",
+        "8",
+        "8",
+        "--batch",
+        "2",
+        "--crop",
+        "64",
+        "--threads",
+        "2",
+        "--data",
+        str(photos),
+        "--out",
+        str(out),
+        "--val-images",
+        "1",
+        "--val-every",
+        "4",
+        "--checkpoint-every",
+        "2",
+        "--device",
+        "cpu",
+    ]
+    train_main([*common, "--steps", "4"])
+    assert (out / "checkpoint.pt").exists()
+    train_main([*common, "--steps", "6", "--resume", "--export", "--weights-dir", str(exported)])
+    with (out / "log.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows if r["kind"] == "train"] == [4, 6]  # one log, resumed
+    assert {int(r["level"]) for r in rows if r["kind"] == "val"} == set(range(8))
+    codec = LicCodec("lic", {"weights": str(exported / "hyperprior.pt")})
+    image = np.ascontiguousarray(data.chelsea()[:70, :90])
+    assert codec.decode(codec.encode(image, 7), (70, 90)).shape == (70, 90, 3)
+
+
+def test_training_refuses_kodak(tmp_path):
+    with pytest.raises(SystemExit):
+        train_main(["--data", str(tmp_path / "kodak"), "--out", str(tmp_path / "o")])
+
+
+def test_bench_run_codes_with_lic_and_times_loading_apart(tmp_path):
+    from click.testing import CliRunner
+
+    from bench.cli import cli
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            "--codecs",
+            "lic,lic-factorized",
+            "--images",
+            "1",
+            "--qualities",
+            "lic=0,7",
+            "--qualities",
+            "lic-factorized=0,7",
+            "--executor",
+            "inline",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(out / "results.csv").sort_values(["codec", "quality"])
+    assert rows["error"].isna().all() and (rows["device"] == "cpu").all()
+    assert (rows["load_s"] > 0).all() and rows["psnr_rgb"].between(20, 50).all()
+    for _, group in rows.groupby("codec"):
+        assert group["bytes"].is_monotonic_increasing
+
+
+def test_bench_run_on_cuda_without_a_gpu_is_refused_in_one_line(tmp_path):
+    import torch
+    from click.testing import CliRunner
+
+    from bench.cli import cli
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the refusal cannot happen")
+    result = CliRunner().invoke(
+        cli, ["run", "--codecs", "lic", "--device", "cuda", "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 2 and "torch sees no CUDA GPU" in result.output
