@@ -256,3 +256,33 @@ def test_bench_run_on_cuda_without_a_gpu_is_refused_in_one_line(tmp_path):
         cli, ["run", "--codecs", "lic", "--device", "cuda", "--out", str(tmp_path / "r")]
     )
     assert result.exit_code == 2 and "torch sees no CUDA GPU" in result.output
+
+
+@pytest.mark.parametrize("kind", ["mse", "l1", "ms-ssim"])
+def test_distortion_terms_are_zero_for_a_perfect_reconstruction_and_grow_with_error(kind):
+    import torch
+
+    from bench.lic.train import distortion_terms
+
+    x = torch.from_numpy(data.astronaut()[:192, :192].copy()).permute(2, 0, 1)[None].float() / 255
+    noisy = (x + 0.05 * torch.randn_like(x, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    perfect, _ = distortion_terms(x, x, kind)
+    small, _ = distortion_terms(x, (x + noisy) / 2, kind)
+    large, mse = distortion_terms(x, noisy, kind)
+    assert float(perfect) == pytest.approx(0, abs=1e-6)
+    assert 0 < float(small) < float(large) and float(mse) > 0
+
+
+def test_bench_lic_imports_no_codec_library():
+    """bench.lic must run where only torch, compressai, numpy and Pillow are installed (the GPU machine)."""
+    import subprocess
+    import sys
+
+    blocked = ["imagecodecs", "pillow_heif", "click", "skimage"]  # compressai itself needs pandas, scipy, tqdm
+    code = (
+        "import sys\n"
+        f"for name in {blocked!r}: sys.modules[name] = None\n"
+        "import bench.lic.train, bench.lic.codec, bench.lic.timing, bench.lic.card\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
