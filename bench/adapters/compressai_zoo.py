@@ -175,10 +175,9 @@ class CompressAIZooCodec:
     def _missing(self, qualities: tuple[int, ...]) -> str:
         paths = [self.checkpoint(q) for q in qualities]
         folders = {p.parent for p in paths}
+        names = paths[0].name if len(paths) == 1 else f"{paths[0].name} ... {paths[-1].name}"
         where = (
-            f"in {folders.pop()}: expected {', '.join(p.name for p in paths)}"
-            if len(folders) == 1
-            else f"at {', '.join(map(str, paths))}"
+            f"in {folders.pop()}: expected {names}" if len(folders) == 1 else f"at {paths[0]} ... {paths[-1]}"
         )
         func = self.architecture.replace("-", "_")
         call = f"{func}(quality={{}}, metric='{self.metric}', pretrained=True)"
@@ -187,9 +186,8 @@ class CompressAIZooCodec:
             loop if len(qualities) > 1 else call.format(qualities[0])
         )
         return (
-            f"no {self.architecture} ({self.metric}) checkpoint {where}; on a machine with internet, "
-            f'python -c "{fetch}" fills its torch hub cache (TORCH_HOME/hub/checkpoints): copy the files '
-            "into this machine's, or point option weights at them"
+            f"no {self.architecture} ({self.metric}) checkpoint {where}; get them with "
+            f'python -c "{fetch}" where there is internet, then copy them here or set option weights'
         )
 
     def available(self) -> str | None:
