@@ -203,6 +203,18 @@ def test_training_end_to_end_resume_and_export(tmp_path, data_dir):
     codec = LicCodec("lic", {"weights": str(exported / "hyperprior.pt")})
     image = np.ascontiguousarray(data.chelsea()[:70, :90])
     assert codec.decode(codec.encode(image, 7), (70, 90)).shape == (70, 90, 3)
+    # parameters are stored in fp16, buffers (likelihood bounds: 1e-9 is 0 in fp16) exactly as they were
+    import torch
+
+    state = torch.load(exported / "hyperprior.pt", weights_only=True)["state_dict"]
+    assert state["g_a.0.weight"].dtype == torch.float16
+    assert float(state["entropy_bottleneck.likelihood_lower_bound.bound"]) == pytest.approx(1e-9, rel=1e-6)
+    # so training on from exported weights gives finite losses
+    again = tmp_path / "again"
+    train_main([*common, "--out", str(again), "--steps", "2", "--init", str(exported / "hyperprior.pt")])
+    with (again / "log.csv").open() as handle:
+        losses = [float(r["loss"]) for r in csv.DictReader(handle) if r["kind"] == "train"]
+    assert losses and all(np.isfinite(losses))
 
 
 def test_training_refuses_kodak(tmp_path):
@@ -278,7 +290,12 @@ def test_bench_lic_imports_no_codec_library():
     import subprocess
     import sys
 
-    blocked = ["imagecodecs", "pillow_heif", "click", "skimage"]  # compressai itself needs pandas, scipy, tqdm
+    blocked = [
+        "imagecodecs",
+        "pillow_heif",
+        "click",
+        "skimage",
+    ]  # compressai itself needs pandas, scipy, tqdm
     code = (
         "import sys\n"
         f"for name in {blocked!r}: sys.modules[name] = None\n"
