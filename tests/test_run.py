@@ -322,7 +322,9 @@ def test_readme_main_job_runs_every_available_codec_on_the_sample_set(tmp_path):
         "ms_ssim_db",
         "enc_ms",
         "dec_ms",
+        "enc_rel",
+        "dec_rel",
     ]
-    assert len(rows) == 5 * (
-        len(table) - 3
-    )  # one summary line per (codec, quality), then a blank and the totals
+    summary = table[: table.index("")]  # one line per (codec, quality), then a blank and the per-codec times
+    assert len(rows) == 5 * (len(summary) - 1)
+    assert "median times per codec; rel = time / jp2's time on the same image:" in table
