@@ -9,7 +9,7 @@ from typing import Any, Self
 
 import pandas as pd
 
-SCHEMA_VERSION = 3  # 2: load_s; 3: repeats
+SCHEMA_VERSION = 4  # 2: load_s; 3: repeats; 4: enc_peak_rss_mb, dec_peak_rss_mb
 
 # name -> SQLite type; order is the column order of results.csv (docs/results.md describes each).
 COLUMNS: dict[str, str] = {
@@ -33,6 +33,8 @@ COLUMNS: dict[str, str] = {
     "dec_mps": "REAL",
     "metric_s": "REAL",
     "load_s": "REAL",
+    "enc_peak_rss_mb": "REAL",
+    "dec_peak_rss_mb": "REAL",
     "repeats": "INTEGER",
     "threads": "INTEGER",
     "jobs": "INTEGER",

@@ -19,6 +19,7 @@ from bench import metrics
 from bench.catalog import CatalogEntry
 from bench.codec import Codec, codec_for
 from bench.images import load_image
+from bench.memory import peak_rss
 from bench.timing import timed_median
 
 WARMUP_SIDE = 64
@@ -117,10 +118,14 @@ def run_task(task: Task) -> dict[str, Any]:
         if task.warmup:
             codec.decode(bytes(codec.encode(image, task.quality)), (task.height, task.width))
         sync = functools.partial(_sync, codec)
-        data, enc_s = timed_median(lambda: codec.encode(image, task.quality), task.repeat, sync, "encode")
-        data = bytes(data)
-        shape = (task.height, task.width)
-        reconstruction, dec_s = timed_median(lambda: codec.decode(data, shape), task.repeat, sync, "decode")
+        encode = functools.partial(codec.encode, image, task.quality)
+        (data, enc_s), row["enc_peak_rss_mb"] = peak_rss(
+            functools.partial(timed_median, encode, task.repeat, sync, "encode")
+        )
+        decode = functools.partial(codec.decode, bytes(data), (task.height, task.width))
+        (reconstruction, dec_s), row["dec_peak_rss_mb"] = peak_rss(
+            functools.partial(timed_median, decode, task.repeat, sync, "decode")
+        )
         expected = (task.height, task.width, 3)
         if reconstruction.shape != expected or reconstruction.dtype != np.uint8:
             raise ValueError(
