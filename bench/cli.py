@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from bench.cli_datasets import datasets
-from bench.cli_report import bd_command, export_command, report_command
+from bench.cli_report import bd_command, compare_command, export_command, report_command
 from bench.errors import UserError, UserErrorGroup
 
 
@@ -241,6 +241,7 @@ cli.add_command(datasets)
 cli.add_command(bd_command)
 cli.add_command(report_command)
 cli.add_command(export_command)
+cli.add_command(compare_command)
 
 
 def main() -> None:
