@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from bench.cli_datasets import datasets
-from bench.cli_report import bd_command, export_command, report_command
+from bench.cli_report import bd_command, compare_command, export_command, report_command
 from bench.errors import UserError, UserErrorGroup
 
 
@@ -92,6 +92,18 @@ def _parse_qualities(values: tuple[str, ...]) -> dict[str, list[float]]:
     help="Leave out requested codecs that are unavailable instead of refusing.",
 )
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or unsupported images instead of refusing.")
+@click.option("--repeat", type=int, metavar="K", help="Timed encodes and decodes per task, median kept [1].")
+@click.option(
+    "--timing",
+    is_flag=True,
+    default=None,
+    help="Timing-grade run: a warm-up round trip per task, --repeat at least 3, one job.",
+)
+@click.option(
+    "--time-reference",
+    metavar="CODEC",
+    help="Report times relative to this codec of the run [default: jp2 when in the run].",
+)
 def run_command(
     codecs,
     dataset,
@@ -106,6 +118,9 @@ def run_command(
     config_path,
     skip_unavailable,
     skip_bad,
+    repeat,
+    timing,
+    time_reference,
 ) -> None:
     """Encode and decode every image at every quality, measure, and store one row per task.
 
@@ -115,6 +130,7 @@ def run_command(
 
     from bench.runner import RunRequest, execute_plan, request_from_run_json, resolve
     from bench.summary import format_summary, summary
+    from bench.timing import relative_table
 
     if config_path:
         if codecs or dataset or qualities:
@@ -136,6 +152,9 @@ def run_command(
         "out": out,
         "skip_unavailable": skip_unavailable or None,
         "skip_bad": skip_bad or None,
+        "repeat": repeat,
+        "timing": timing,
+        "time_reference": time_reference,
     }
     for key, value in changes.items():
         if value is not None:
@@ -166,10 +185,14 @@ def run_command(
         sys.exit(1)
     for note in outcome.notes[len(plan.notes) :]:
         click.echo(f"note: {note}", err=True)
-    click.echo(format_summary(summary(outcome.rows)))
+    reference = plan.timing.reference
+    click.echo(format_summary(summary(outcome.rows, reference)))
+    if reference:
+        click.echo(f"\nmedian times per codec; rel = time / {reference}'s time on the same image:")
+        click.echo(format_summary(relative_table(outcome.rows, reference)))
     click.echo(
         f"\n{outcome.executed} task(s) run, {outcome.resumed} already stored; wall {outcome.wall_s:.1f} s with "
-        f"{plan.jobs} job(s); harness overhead {outcome.overhead * 100:.1f} %; results: {outcome.run_dir / 'results.csv'}"
+        f"{plan.jobs} job(s), {plan.timing.repeat} timed call(s) per task; harness overhead {outcome.overhead * 100:.1f} %; results: {outcome.run_dir / 'results.csv'}"
     )
 
 
@@ -218,6 +241,7 @@ cli.add_command(datasets)
 cli.add_command(bd_command)
 cli.add_command(report_command)
 cli.add_command(export_command)
+cli.add_command(compare_command)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""The commands that read run directories: `bench bd`, `bench report`, `bench export`."""
+"""The commands that read run directories: `bench bd`, `bench report`, `bench export`, `bench compare`."""
 
 from __future__ import annotations
 
@@ -205,3 +205,43 @@ def report_command(runs, anchor, out, imports, metrics, method, rates, no_visual
     for note in notes[sum(len(run.notes) for run in loaded) :]:  # the runs' own notes are printed already
         click.echo(f"note: {note}", err=True)
     click.echo(path)
+
+
+@click.command("compare")
+@click.argument("base", type=click.Path(file_okay=False))
+@click.argument("new", type=click.Path(file_okay=False))
+@click.option(
+    "--metrics", default="psnr_rgb", show_default=True, metavar="LIST", help="Quality columns for BD-rate."
+)
+@click.option(
+    "--max-bd-loss", type=float, metavar="PCT", help="Fail when a codec's BD-rate rises above PCT %."
+)
+@click.option(
+    "--max-time-ratio",
+    type=float,
+    metavar="R",
+    help="Fail when a codec's relative encode or decode time grows over R x.",
+)
+def compare_command(base, new, metrics, max_bd_loss, max_time_ratio) -> None:
+    """Compare run NEW with run BASE per codec: BD-rate, time ratio, errors; exit 1 when a threshold fails.
+
+    Times are normalised by each run's reference codec (--time-reference of `bench run`, default jp2).
+    """
+    import sys
+
+    from bench.compare import compare, format_comparison
+    from bench.runs import load_run
+
+    runs = [load_run(base), load_run(new)]
+    for run in runs:
+        for note in run.notes:
+            click.echo(f"note: {note}", err=True)
+    if not set(runs[0].rows["codec"]) & set(runs[1].rows["codec"]):
+        raise UserError(f"{base} and {new} share no codec")
+    result = compare(*runs, parse_metrics(metrics, runs[1].rows), max_bd_loss, max_time_ratio)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(format_comparison(result.table))
+    if result.failed:
+        click.echo("bench compare: FAIL (see the fails column)", err=True)
+        sys.exit(1)

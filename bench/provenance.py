@@ -1,14 +1,28 @@
-"""Where and with what a run ran: machine, Python and library versions."""
+"""Where and with what a run ran: machine, GPUs, Python and library versions."""
 
 from __future__ import annotations
 
 import os
 import platform
+import re
+import shutil
+import subprocess
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
-PACKAGES = ("codec-bench", "numpy", "pillow", "imagecodecs", "pillow-heif", "torch", "pytorch-msssim")
+NVIDIA_PROC = Path("/proc/driver/nvidia/version")
+PACKAGES = (
+    "codec-bench",
+    "numpy",
+    "pillow",
+    "imagecodecs",
+    "pillow-heif",
+    "torch",
+    "compressai",
+    "pytorch-msssim",
+)
 
 
 def cpu_model() -> str:
@@ -32,6 +46,72 @@ def package_versions() -> dict[str, str]:
     return found
 
 
+def parse_driver_version(text: str) -> str | None:
+    """The version in /proc/driver/nvidia/version's text ("... Kernel Module  535.129.03  ..."), or None."""
+    match = re.search(r"Kernel Module(?: for \S+)?\s+(\d+(?:\.\d+)+)", text)
+    return match.group(1) if match else None
+
+
+def _nvidia_driver() -> str | None:
+    """The NVIDIA kernel driver version from /proc/driver/nvidia/version, else nvidia-smi, else None."""
+    try:
+        found = parse_driver_version(NVIDIA_PROC.read_text())
+    except OSError:
+        found = None
+    if found is None and shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=20,
+            ).stdout.split()
+        except (OSError, subprocess.SubprocessError):
+            return None
+        found = out[0] if out else None
+    return found
+
+
+def gpus() -> dict[str, Any]:
+    """GPUs torch sees through CUDA, with the driver and CUDA versions; why none otherwise.
+
+    torch is imported only where an NVIDIA driver is present, so CPU machines pay nothing.
+    """
+    driver = _nvidia_driver()
+    if driver is None:
+        return {
+            "devices": [],
+            "why_none": "no NVIDIA driver (no /proc/driver/nvidia/version, no nvidia-smi)",
+        }
+    try:
+        import torch
+    except ImportError:
+        return {"devices": [], "driver": driver, "why_none": "torch is not installed"}
+    if not torch.cuda.is_available():
+        return {
+            "devices": [],
+            "driver": driver,
+            "why_none": "torch.cuda.is_available() is False",
+        }
+    devices = []
+    for index in range(torch.cuda.device_count()):
+        properties = torch.cuda.get_device_properties(index)
+        devices.append(
+            {
+                "name": properties.name,
+                "memory_gb": round(properties.total_memory / 1e9, 1),
+                "capability": f"{properties.major}.{properties.minor}",
+            }
+        )
+    return {
+        "devices": devices,
+        "driver": driver,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+    }
+
+
 def provenance() -> dict[str, Any]:
     """Machine, OS, Python and package versions (codec library versions live with each codec)."""
     return {
@@ -43,6 +123,7 @@ def provenance() -> dict[str, Any]:
             "os": platform.platform(),
             "hostname": platform.node(),
         },
+        "gpu": gpus(),
         "python": platform.python_version(),
         "packages": package_versions(),
     }

@@ -22,6 +22,7 @@ from bench.errors import UserError
 from bench.executors import EXECUTORS, default_jobs, execute
 from bench.provenance import provenance
 from bench.store import SCHEMA_VERSION, Store
+from bench.timing import TimingPlan, plan_timing
 from bench.worker import Task
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,9 @@ class RunRequest:
     out: str | None = None
     skip_unavailable: bool = False
     skip_bad: bool = False
+    repeat: int | None = None  # timed calls per task, median kept [1; 3 with timing]
+    timing: bool = False  # the timing preset: a warm-up per task, repeat >= 3, one job
+    time_reference: str | None = None  # codec for relative times [jp2 when in the run]
     entries: list[CatalogEntry] | None = None  # set by --config: the run's own catalog entries
 
 
@@ -80,6 +84,7 @@ class RunPlan:
     request: RunRequest
     notes: list[str]
     skipped_files: list[datasets.BadFile]
+    timing: TimingPlan = field(default_factory=TimingPlan)
 
 
 @dataclass
@@ -140,12 +145,16 @@ def resolve_codecs(request: RunRequest, notes: list[str]) -> list[ResolvedCodec]
     return resolved
 
 
-def _config_id(dataset_name: str, images: list[datasets.ImageInfo], codecs: list[ResolvedCodec]) -> str:
-    payload = {
+def _config_id(
+    dataset_name: str, images: list[datasets.ImageInfo], codecs: list[ResolvedCodec], timing: TimingPlan
+) -> str:
+    payload: dict[str, Any] = {
         "dataset": dataset_name,
         "images": [image.sha256 for image in images],
         "codecs": [(c.entry.name, c.config_hash, list(c.qualities)) for c in codecs],
     }
+    if timing.repeat > 1 or timing.warmup_per_task:  # default timing keeps older run ids
+        payload["timing"] = [timing.repeat, timing.warmup_per_task]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -160,6 +169,18 @@ def resolve(request: RunRequest) -> RunPlan:
         raise UserError("--images must be at least 1")
     notes: list[str] = []
     codecs = resolve_codecs(request, notes)
+    try:
+        timing, jobs, timing_notes = plan_timing(
+            request.repeat,
+            request.timing,
+            request.time_reference,
+            jobs,
+            [c.entry.name for c in codecs],
+            default_jobs(),
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    notes.extend(timing_notes)
     data_dir = datasets.default_data_dir(request.data_dir)
     dataset = datasets.open_dataset(request.dataset, data_dir)
     images, bad = datasets.scan(dataset, request.images)
@@ -177,9 +198,11 @@ def resolve(request: RunRequest) -> RunPlan:
     notes.extend(f"{note}: {', '.join(names)}" for note, names in by_note.items())
     if not images:
         raise UserError(f"no usable image in {dataset.name}")
-    config_id = _config_id(dataset.name, images, codecs)
+    config_id = _config_id(dataset.name, images, codecs, timing)
     run_dir = Path(request.out) if request.out else DEFAULT_RUNS_DIR / f"{dataset.name}-{config_id[:8]}"
-    return RunPlan(run_dir, config_id, dataset, images, codecs, jobs, request.executor, request, notes, bad)
+    return RunPlan(
+        run_dir, config_id, dataset, images, codecs, jobs, request.executor, request, notes, bad, timing
+    )
 
 
 def run_json(plan: RunPlan) -> dict[str, Any]:
@@ -211,6 +234,7 @@ def run_json(plan: RunPlan) -> dict[str, Any]:
             "threads": request.threads,
             "jobs": plan.jobs,
             "executor": plan.executor,
+            "timing": plan.timing.to_dict(),
         },
         "provenance": provenance(),
     }
@@ -224,6 +248,7 @@ def request_from_run_json(path: Path) -> RunRequest:
         dataset = config["dataset"]
         entries = [CatalogEntry.from_dict(codec["entry"]) for codec in config["codecs"]]
         qualities = {codec["name"]: codec["qualities"] for codec in config["codecs"]}
+        timing = config.get("timing", {})
         request = RunRequest(
             dataset=dataset["spec"],
             data_dir=dataset.get("data_dir"),
@@ -234,6 +259,9 @@ def request_from_run_json(path: Path) -> RunRequest:
             executor=config.get("executor", "local"),
             skip_bad=bool(dataset.get("skipped")),
             entries=entries,
+            repeat=timing.get("repeat"),
+            timing=bool(timing.get("preset", False)),
+            time_reference=timing.get("reference"),
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path}: not a readable run.json ({exc})") from None
@@ -273,6 +301,8 @@ def _tasks(plan: RunPlan) -> list[Task]:
             quality=float(quality),
             threads=codec.threads,
             jobs=plan.jobs,
+            repeat=plan.timing.repeat,
+            warmup=plan.timing.warmup_per_task,
         )
         for image in plan.images
         for codec in plan.codecs

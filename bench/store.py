@@ -9,7 +9,7 @@ from typing import Any, Self
 
 import pandas as pd
 
-SCHEMA_VERSION = 2  # 2: load_s
+SCHEMA_VERSION = 4  # 2: load_s; 3: repeats; 4: enc_peak_rss_mb, dec_peak_rss_mb
 
 # name -> SQLite type; order is the column order of results.csv (docs/results.md describes each).
 COLUMNS: dict[str, str] = {
@@ -33,6 +33,9 @@ COLUMNS: dict[str, str] = {
     "dec_mps": "REAL",
     "metric_s": "REAL",
     "load_s": "REAL",
+    "enc_peak_rss_mb": "REAL",
+    "dec_peak_rss_mb": "REAL",
+    "repeats": "INTEGER",
     "threads": "INTEGER",
     "jobs": "INTEGER",
     "device": "TEXT",
@@ -53,6 +56,11 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         columns = ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
         self._db.execute(f"CREATE TABLE IF NOT EXISTS results ({columns}, PRIMARY KEY ({', '.join(KEY)}))")
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(results)")}
+        for name in COLUMNS.keys() - present:  # a store of an older schema gains the new columns, empty
+            self._db.execute(
+                f"ALTER TABLE results ADD COLUMN {name} {COLUMNS[name].replace(' NOT NULL', '')}"
+            )
 
     def close(self) -> None:
         self._db.close()

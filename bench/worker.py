@@ -6,6 +6,7 @@ timed call. Any failure of the codec or the metrics becomes a row with ``error``
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from bench import metrics
 from bench.catalog import CatalogEntry
 from bench.codec import Codec, codec_for
 from bench.images import load_image
+from bench.memory import peak_rss
+from bench.timing import timed_median
 
 WARMUP_SIDE = 64
 
@@ -37,6 +40,8 @@ class Task:
     quality: float
     threads: int
     jobs: int
+    repeat: int = 1  # timed encodes and decodes; the median is kept
+    warmup: bool = False  # an untimed round trip of this very task first (the --timing preset)
 
     @property
     def key(self) -> tuple[str, str, str, float]:
@@ -102,6 +107,7 @@ def run_task(task: Task) -> dict[str, Any]:
         "threads": task.threads,
         "jobs": task.jobs,
         "device": "cpu",
+        "repeats": task.repeat,
     }
     try:
         image = _image(task)
@@ -109,14 +115,17 @@ def run_task(task: Task) -> dict[str, Any]:
         row["device"] = getattr(codec, "device", "cpu")
         _warm_up(task, codec, image)
         row["load_s"] = getattr(codec, "load_s", None)
-        start = time.perf_counter()
-        data = codec.encode(image, task.quality)
-        _sync(codec)
-        enc_s = time.perf_counter() - start
-        start = time.perf_counter()
-        reconstruction = codec.decode(bytes(data), (task.height, task.width))
-        _sync(codec)
-        dec_s = time.perf_counter() - start
+        if task.warmup:
+            codec.decode(bytes(codec.encode(image, task.quality)), (task.height, task.width))
+        sync = functools.partial(_sync, codec)
+        encode = functools.partial(codec.encode, image, task.quality)
+        (data, enc_s), row["enc_peak_rss_mb"] = peak_rss(
+            functools.partial(timed_median, encode, task.repeat, sync, "encode")
+        )
+        decode = functools.partial(codec.decode, bytes(data), (task.height, task.width))
+        (reconstruction, dec_s), row["dec_peak_rss_mb"] = peak_rss(
+            functools.partial(timed_median, decode, task.repeat, sync, "decode")
+        )
         expected = (task.height, task.width, 3)
         if reconstruction.shape != expected or reconstruction.dtype != np.uint8:
             raise ValueError(

@@ -322,7 +322,31 @@ def test_readme_main_job_runs_every_available_codec_on_the_sample_set(tmp_path):
         "ms_ssim_db",
         "enc_ms",
         "dec_ms",
+        "enc_rel",
+        "dec_rel",
     ]
-    assert len(rows) == 5 * (
-        len(table) - 3
-    )  # one summary line per (codec, quality), then a blank and the totals
+    summary = table[: table.index("")]  # one line per (codec, quality), then a blank and the per-codec times
+    assert len(rows) == 5 * (len(summary) - 1)
+    assert "median times per codec; rel = time / jp2's time on the same image:" in table
+
+
+def test_store_of_an_older_schema_gains_the_new_columns_and_resumes(tmp_path):
+    """A results.sqlite written before the repeats and peak RSS columns existed stays usable."""
+    from bench.store import KEY, Store
+
+    old = [name for name in COLUMNS if name not in ("repeats", "enc_peak_rss_mb", "dec_peak_rss_mb")]
+    database = tmp_path / "results.sqlite"
+    connection = sqlite3.connect(database)
+    connection.execute(f"CREATE TABLE results ({', '.join(old)}, PRIMARY KEY ({', '.join(KEY)}))")
+    connection.execute(
+        "INSERT INTO results (image_sha256, codec, config_hash, quality) VALUES ('a', 'jpeg', 'h', 50)"
+    )
+    connection.commit()
+    connection.close()
+    with Store(database) as store:
+        assert store.done_keys() == {("a", "jpeg", "h", 50.0)}
+        store.add({"image_sha256": "b", "codec": "jpeg", "config_hash": "h", "quality": 60.0, "repeats": 3})
+        frame = store.frame()
+    assert list(frame.columns) == list(COLUMNS)
+    stored = frame.set_index("image_sha256")["repeats"]
+    assert pd.isna(stored["a"]) and stored["b"] == 3

@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 TAIL_CHARS = 300
+started = 0  # tools this process has started: bench.memory leaves a call that ran one unmeasured
 
 
 class ToolError(RuntimeError):
@@ -47,7 +48,9 @@ def run_tool(argv: list[str], folder: Path, timeout: float, check: bool = True) 
     Raises ToolError, with the tool's output tail, if it cannot start, times out or is killed by a
     signal, and (with ``check``) if it exits with a non-zero status.
     """
+    global started
     name = os.path.basename(argv[0])
+    started += 1
     with open(folder / "stdout.txt", "wb") as stdout, open(folder / "stderr.txt", "wb") as stderr:
         try:
             process = subprocess.Popen(

@@ -8,7 +8,9 @@ Not a codec: it never encodes or decodes anything. ``misbehave.py MODE OUTPUT [P
 - ``garbage``: writes random bytes to OUTPUT, exit 0;
 - ``nothing``: writes no OUTPUT, exit 0;
 - ``empty``: writes an empty OUTPUT, exit 0;
-- ``chatty``: 5 MB on stdout and stderr, then a last line on stderr and exit status 1.
+- ``chatty``: 5 MB on stdout and stderr, then a last line on stderr and exit status 1;
+- ``noisy``: ``misbehave.py noisy OUTPUT INPUT`` copies INPUT to OUTPUT plus 16 random bytes, exit 0
+  (a round trip that decodes, with bytes that differ from one call to the next).
 """
 
 import os
@@ -37,6 +39,9 @@ def main() -> None:
             file.write(os.urandom(5000))
     if mode == "empty":
         open(output, "wb").close()
+    if mode == "noisy":
+        with open(sys.argv[3], "rb") as source, open(output, "wb") as file:
+            file.write(source.read() + os.urandom(16))
     if mode == "chatty":
         sys.stdout.write("x" * 5_000_000)
         sys.stderr.write("y" * 5_000_000 + "\nmisbehave: the last word\n")

@@ -1,0 +1,74 @@
+"""`bench compare BASE NEW`: real runs of webp at two efforts, with jp2 as the time reference."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from skimage import data
+
+import bench
+from bench.cli import cli
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[int, Path]:
+    """Run directories of webp at method 0 (fast, more bytes) and method 6 (slow, fewer bytes)."""
+    root = tmp_path_factory.mktemp("compare")
+    photos = root / "photos"
+    photos.mkdir()
+    Image.fromarray(data.astronaut()[:256, :256]).save(photos / "astronaut.png")
+    made = {}
+    for method in (0, 6):
+        made[method] = root / f"method{method}"
+        bench.run(
+            f"webp:method={method},jp2",
+            str(photos),
+            out=str(made[method]),
+            executor="inline",
+            repeat=3,
+            qualities={"webp": [30, 50, 70, 90], "jp2": [24]},
+        )
+    return made
+
+
+def compare(base: Path, new: Path, *options: str):
+    return CliRunner().invoke(cli, ["compare", str(base), str(new), *options], catch_exceptions=False)
+
+
+def test_a_run_against_itself_passes(runs):
+    result = compare(runs[6], runs[6], "--max-bd-loss", "1", "--max-time-ratio", "1.5")
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.strip().startswith("webp"))
+    assert line.split()[1:4] == ["+0.00", "1.00", "1.00"]
+
+
+def test_a_bd_rate_loss_fails_the_gate(runs):
+    result = compare(runs[6], runs[0], "--max-bd-loss", "1")
+    assert result.exit_code == 1 and "bd_rate_psnr_rgb > 1 %" in result.output
+    assert "bench compare: FAIL" in result.output
+
+
+def test_a_slowdown_relative_to_the_reference_fails_the_gate(runs):
+    result = compare(runs[0], runs[6], "--max-time-ratio", "1.5")
+    assert result.exit_code == 1 and "enc_ratio > 1.5" in result.output
+    assert "bd_rate_psnr_rgb > " not in result.output  # method 6 saves rate
+
+
+def test_unusable_input_exits_2(runs, tmp_path):
+    assert compare(runs[0], tmp_path / "missing").exit_code == 2
+
+
+def test_provenance_differences_are_noted(runs, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(runs[6], other)
+    document = json.loads((other / "run.json").read_text())
+    document["provenance"]["machine"]["cpu"] = "Another CPU"
+    (other / "run.json").write_text(json.dumps(document))
+    result = compare(runs[6], other)
+    assert result.exit_code == 0
+    assert "note: provenance differs: machine.cpu:" in result.output and "Another CPU (NEW)" in result.output
