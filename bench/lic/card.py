@@ -85,9 +85,10 @@ def _section(path: Path) -> str:
 def write_card(directory: Path = weights.WEIGHTS_DIR) -> Path:
     """Regenerate MODEL_CARD.md in ``directory`` from the weights there; keep the measured results."""
     card = directory / "MODEL_CARD.md"
+    existing = card.read_text() if card.exists() else ""
     kept = (
-        card.read_text().split(RESULTS_MARKER, 1)[1]
-        if card.exists() and RESULTS_MARKER in card.read_text()
+        existing.split(RESULTS_MARKER, 1)[1]
+        if RESULTS_MARKER in existing
         else (
             "\n\n## Measured results\n\nNot measured yet: run `bench run --codecs jpeg,lic,lic-factorized --dataset "
             "kodak` and `bench bd RUN --anchor jpeg`, and record them here.\n"

@@ -112,15 +112,13 @@ class LicCodec:
 
     def encode(self, image: np.ndarray, quality: float) -> bytes:
         import torch
-        import torch.nn.functional as F
 
         model = self._loaded()
         level = self._level(quality)
         torch.set_num_threads(self.threads)
         height, width = image.shape[:2]
-        step = model.downsampling
         x = torch.from_numpy(np.array(image)).to(self.device).permute(2, 0, 1)[None].float() / 255
-        x = F.pad(x, (0, -width % step, 0, -height % step), mode="replicate")
+        x = model.pad(x)
         with torch.no_grad():
             streams, symbols = model.compress(x, level)
         header = bitstream.Header(

@@ -16,6 +16,7 @@ from compressai.layers import GDN
 from compressai.models import CompressionModel
 from compressai.models.utils import conv, deconv
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 # CompressAI's 8 MSE lambdas for its mbt2018 models (about 0.1 to 2 bpp on Kodak).
 MSE_LADDER = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
@@ -54,6 +55,12 @@ class GainedModel(CompressionModel):
         start = torch.linspace(-1.5, 1.0, levels)[:, None].repeat(1, m)
         self.log_gain = nn.Parameter(start.clone())
         self.log_inverse_gain = nn.Parameter(-start.clone())
+
+    def pad(self, x: Tensor) -> Tensor:
+        """Replicate the bottom and right edges up to a multiple of ``downsampling``."""
+        height, width = x.shape[-2:]
+        step = self.downsampling
+        return F.pad(x, (0, -width % step, 0, -height % step), mode="replicate")
 
     def gains(self, level: Tensor) -> tuple[Tensor, Tensor]:
         """Gain and inverse gain for a level per batch element, shaped B x M x 1 x 1."""

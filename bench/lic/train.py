@@ -145,9 +145,7 @@ def validate(model: GainedModel, images: list[torch.Tensor], config: TrainConfig
         for image in images:
             x = image[None].float() / 255
             height, width = x.shape[2:]
-            step = model.downsampling
-            padded = F.pad(x, (0, -width % step, 0, -height % step), mode="replicate")
-            out = model(padded, torch.tensor([level], device=x.device))
+            out = model(model.pad(x), torch.tensor([level], device=x.device))
             x_hat = out["x_hat"][:, :, :height, :width].clamp(0, 1)
             bpp.append(float(rate_bpp(out["likelihoods"], height * width)))
             psnr.append(float(-10 * torch.log10(F.mse_loss(x_hat, x))))
