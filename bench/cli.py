@@ -11,6 +11,7 @@ import click
 
 from bench.cli_datasets import datasets
 from bench.cli_report import bd_command, compare_command, export_command, report_command
+from bench.cli_verify import verify_command
 from bench.errors import UserError, UserErrorGroup
 
 
@@ -242,6 +243,7 @@ cli.add_command(bd_command)
 cli.add_command(report_command)
 cli.add_command(export_command)
 cli.add_command(compare_command)
+cli.add_command(verify_command)
 
 
 def main() -> None:

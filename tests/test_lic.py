@@ -77,13 +77,21 @@ def test_a_second_codec_instance_decodes_to_the_same_pixels(codec, odd_image):
         (lambda b: b[:-1] + bytes([b[-1] ^ 1]), "truncated or corrupted"),
         (lambda b: b"\x89PNG\r\n\x1a\n" + b[8:], "not a lic bitstream"),
         (lambda b: b[:3] + bytes([9]) + b[4:], "format 9"),
-        (lambda b: b[:5] + b"\0\0\0\0" + b[9:], "not by these weights"),
+        (lambda b: b[:6] + b"\0\0\0\0" + b[10:], "truncated or corrupted"),
+        (lambda b: b[:11] + bytes([b[11] ^ 4]) + b[12:], "truncated or corrupted"),  # the height
+        (lambda b: b[:5] + bytes([b[5] | 4]) + b[6:], "unknown lic header flags"),
     ],
 )
 def test_bad_bitstreams_give_a_clear_error(codec, odd_image, mangle, message):
     encoded = codec.encode(odd_image, 1)
     with pytest.raises(bitstream.BitstreamError, match=message):
         codec.decode(mangle(encoded), (201, 163))
+
+
+def test_a_float_path_bitstream_is_refused_by_the_exact_decoder(codec, odd_image):
+    approx = LicCodec("lic", {"architecture": codec.architecture, "exact": False})
+    with pytest.raises(bitstream.BitstreamError, match="coded with exact=false"):
+        codec.decode(approx.encode(odd_image, 1), (201, 163))
 
 
 def test_a_bitstream_for_the_other_architecture_is_refused(odd_image):
@@ -93,14 +101,19 @@ def test_a_bitstream_for_the_other_architecture_is_refused(odd_image):
         factorized.decode(hyperprior.encode(odd_image, 1), (201, 163))
 
 
-def test_disagreeing_entropy_decoder_is_caught_by_the_symbol_checksum(codec, odd_image):
-    """A decoder that recovers other symbols than were coded (as on a machine whose entropy model
-    disagrees) must raise, not return garbage: simulate it with a header that claims other symbols."""
+@pytest.mark.parametrize("field, name", [(-1, "symbols"), (-2, "indexes")])
+def test_disagreeing_decoder_is_caught_by_the_checksums(codec, odd_image, field, name):
+    """A decoder that computes another index map or recovers other symbols than the encoder's (as on a
+    machine whose numerics disagree) must raise, not return garbage: simulate it with a header that
+    claims other ones. The factorized model has no index map (its CRC field is 0 and unchecked)."""
     encoded = codec.encode(odd_image, 4)
     fields = list(bitstream.HEADER.unpack_from(encoded))
-    fields[-1] ^= 0xFFFF
+    if codec.architecture == "factorized" and name == "indexes":
+        assert fields[field] == 0
+        return
+    fields[field] ^= 0xFFFF
     forged = bitstream.HEADER.pack(*fields) + encoded[bitstream.HEADER.size :]
-    with pytest.raises(bitstream.BitstreamError, match="symbol CRC mismatch"):
+    with pytest.raises(bitstream.NumericsMismatch, match=f"{name} CRC mismatch"):
         codec.decode(forged, (201, 163))
 
 
@@ -142,11 +155,13 @@ def _fuzz_stream(codec: LicCodec, image: np.ndarray) -> bytes:
 
 
 def test_stream_crc_is_checked_before_range_decoding():
-    header = bitstream.Header("hyperprior", b"abcd", 0, 10, 10, 0, 0)
+    header = bitstream.Header("hyperprior", True, b"abcd", 0, 10, 12, 0, 7, 9)
     packed = bitstream.pack(header, [b"zz", b"yyy"])
     parsed, streams = bitstream.unpack(packed, 2)
-    assert streams == [b"zz", b"yyy"] and parsed.streams_crc == zlib.crc32(packed[bitstream.HEADER.size :])
-    assert struct.unpack_from(">H", packed, 10)[0] == 10
+    signed = packed[: bitstream.SIGNED] + packed[bitstream.HEADER.size :]
+    assert streams == [b"zz", b"yyy"] and parsed.streams_crc == zlib.crc32(signed)
+    assert struct.unpack_from(">HH", packed, 11) == (10, 12) and packed[5] == bitstream.EXACT_FLAG
+    assert (parsed.indexes_crc, parsed.symbols_crc, parsed.exact) == (7, 9, True)
 
 
 def test_missing_weights_make_lic_unavailable(tmp_path):

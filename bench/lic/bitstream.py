@@ -1,11 +1,13 @@
-"""lic's bitstream: a 22-byte header, then the entropy-coded streams. Every byte counts in the rate.
+"""lic's bitstream: a 27-byte header, then the entropy-coded streams. Every byte counts in the rate.
 
-Header (big-endian): magic ``LIC`` (3 bytes), format version (1), architecture code (1), first 4 bytes
-of the weights' sha256, rate level (1), image height and width (2 each), CRC-32 of the streams (4),
+Header (big-endian): magic ``LIC`` (3 bytes), format version (1), architecture code (1), flags (1; bit 0:
+coded with the exact integer decoder side), model fingerprint (the first 4 bytes of the weights file's
+sha256), rate level (1), image height and width (2 each), CRC-32 of the header's first 15 bytes and
+the streams (4), CRC-32 of the coding-table index map (4; 0 for the factorized model, which has none),
 CRC-32 of the quantised latent symbols (4). Then each stream but the last as a varint length and its
-bytes, and the last stream's bytes. The streams' CRC rejects truncated or corrupted files before the
-range decoder sees them; the symbols' CRC, recomputed after decoding, catches a decoder whose entropy
-model disagrees with the encoder's (another machine's numerics) instead of returning garbage.
+bytes, and the last stream's bytes. The first CRC rejects truncated or corrupted files (a corrupted
+image size included) before the range decoder sees them; the index map's CRC, checked before the latent is range decoded, and the symbols' CRC, checked after,
+catch a decoder whose numerics disagree with the encoder's instead of returning garbage.
 """
 
 from __future__ import annotations
@@ -17,29 +19,37 @@ from dataclasses import dataclass
 import numpy as np
 
 MAGIC = b"LIC"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 ARCHITECTURE_CODES = {"factorized": 1, "hyperprior": 2}
-HEADER = struct.Struct(">3sBB4sBHHII")
+EXACT_FLAG = 1
+HEADER = struct.Struct(">3sBBB4sBHHIII")
+SIGNED = 15  # header bytes covered by the first CRC, with the streams
 
 
 class BitstreamError(ValueError):
     """A lic bitstream that cannot be decoded: truncated, corrupted, foreign or for another model."""
 
 
+class NumericsMismatch(BitstreamError):
+    """The decoder's index map or symbols differ from the encoder's: their numerics disagree."""
+
+
 @dataclass(frozen=True)
 class Header:
     architecture: str
+    exact: bool  # coded with the integer decoder side
     weights_id: bytes  # first 4 bytes of the weights file's sha256
     level: int
     height: int
     width: int
     streams_crc: int
+    indexes_crc: int
     symbols_crc: int
 
 
-def symbols_crc(symbols: np.ndarray) -> int:
-    """CRC-32 of the quantised latent symbols as little-endian int32."""
-    return zlib.crc32(np.ascontiguousarray(symbols, dtype="<i4").tobytes())
+def map_crc(values: np.ndarray) -> int:
+    """CRC-32 of an integer map (index map or latent symbols) as little-endian int32."""
+    return zlib.crc32(np.ascontiguousarray(values, dtype="<i4").tobytes())
 
 
 def _varint(value: int) -> bytes:
@@ -67,34 +77,41 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
     if not (0 < header.height < 65536 and 0 < header.width < 65536):
         raise ValueError(f"lic codes images up to 65535 px a side, not {header.width}x{header.height}")
     body = b"".join(_varint(len(s)) + s for s in streams[:-1]) + streams[-1]
-    fixed = HEADER.pack(
+    fields = [
         MAGIC,
         FORMAT_VERSION,
         ARCHITECTURE_CODES[header.architecture],
+        EXACT_FLAG if header.exact else 0,
         header.weights_id,
         header.level,
         header.height,
         header.width,
-        zlib.crc32(body),
+        0,
+        header.indexes_crc,
         header.symbols_crc,
-    )
-    return fixed + body
+    ]
+    fields[8] = zlib.crc32(body, zlib.crc32(HEADER.pack(*fields)[:SIGNED]))
+    return HEADER.pack(*fields) + body
 
 
 def unpack(data: bytes, count: int) -> tuple[Header, list[bytes]]:
     """Parse and check a bitstream of ``count`` streams; raises BitstreamError with the reason."""
     if len(data) < HEADER.size or data[:3] != MAGIC:
         raise BitstreamError("not a lic bitstream (bad magic or shorter than the header)")
-    _, version, code, weights_id, level, height, width, streams_crc, crc = HEADER.unpack_from(data)
+    _, version, code, flags, weights_id, level, height, width, streams_crc, indexes_crc, crc = (
+        HEADER.unpack_from(data)
+    )
     if version != FORMAT_VERSION:
         raise BitstreamError(f"lic bitstream format {version}; this decoder reads format {FORMAT_VERSION}")
     names = {v: k for k, v in ARCHITECTURE_CODES.items()}
     if code not in names:
         raise BitstreamError(f"unknown lic architecture code {code}")
+    if flags & ~EXACT_FLAG:
+        raise BitstreamError(f"unknown lic header flags {flags:#x}")
     if not height or not width:
         raise BitstreamError("image size 0 in the header")
     body = data[HEADER.size :]
-    if zlib.crc32(body) != streams_crc:
+    if zlib.crc32(body, zlib.crc32(data[:SIGNED])) != streams_crc:
         raise BitstreamError("lic bitstream is truncated or corrupted (stream CRC mismatch)")
     streams, offset = [], 0
     for _ in range(count - 1):
@@ -104,4 +121,7 @@ def unpack(data: bytes, count: int) -> tuple[Header, list[bytes]]:
         streams.append(body[offset : offset + length])
         offset += length
     streams.append(body[offset:])
-    return Header(names[code], weights_id, level, height, width, streams_crc, crc), streams
+    header = Header(
+        names[code], bool(flags & EXACT_FLAG), weights_id, level, height, width, streams_crc, indexes_crc, crc
+    )
+    return header, streams

@@ -10,12 +10,22 @@ import numpy as np
 
 from bench.lic import bitstream
 
-OPTION_DEFAULTS: dict[str, Any] = {"architecture": "hyperprior", "weights": "", "device": "cpu", "threads": 1}
+OPTION_DEFAULTS: dict[str, Any] = {
+    "architecture": "hyperprior",
+    "weights": "",
+    "device": "cpu",
+    "threads": 1,
+    "exact": True,  # the integer decoder side (bench.lic.integer): same pixels on every machine
+}
 STREAMS = {"factorized": 1, "hyperprior": 2}
 
 
 class LicCodec:
-    """One lic model; quality is the index into its rate ladder (0 = lowest rate)."""
+    """One lic model; quality is the index into its rate ladder (0 = lowest rate).
+
+    With ``exact=false`` the decoder side runs in float32: faster, but a bitstream may decode
+    differently (or fail its checks) on another machine.
+    """
 
     def __init__(self, name: str, options: dict[str, Any]):
         unknown = sorted(set(options) - set(OPTION_DEFAULTS))
@@ -29,6 +39,9 @@ class LicCodec:
         if self.architecture not in STREAMS:
             raise ValueError(f"{name}: architecture must be one of {', '.join(STREAMS)}")
         self.threads = int(self.options["threads"])
+        if not isinstance(self.options["exact"], bool):
+            raise TypeError(f"{name}: exact must be true or false")
+        self.exact = self.options["exact"]
         self._model = None
         self.load_s: float | None = None
 
@@ -84,7 +97,7 @@ class LicCodec:
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
             start = time.perf_counter()
-            self._model, self.meta, sha = load(self.weights_path, self.device)
+            self._model, self.meta, sha = load(self.weights_path, self.device, self.exact)
             self._weights_id = bytes.fromhex(sha[:8])
             self.sync()
             self.load_s = time.perf_counter() - start
@@ -120,15 +133,17 @@ class LicCodec:
         x = torch.from_numpy(np.array(image)).to(self.device).permute(2, 0, 1)[None].float() / 255
         x = model.pad(x)
         with torch.no_grad():
-            streams, symbols = model.compress(x, level)
+            streams, symbols, indexes = model.compress(x, level)
         header = bitstream.Header(
             self.architecture,
+            self.exact,
             self._weights_id,
             level,
             height,
             width,
             0,
-            bitstream.symbols_crc(symbols.cpu().numpy()),
+            bitstream.map_crc(indexes.cpu().numpy()) if indexes.numel() else 0,
+            bitstream.map_crc(symbols.cpu().numpy()),
         )
         return bitstream.pack(header, streams)
 
@@ -144,18 +159,28 @@ class LicCodec:
             )
         if header.level >= model.levels:
             raise bitstream.BitstreamError(f"rate level {header.level} is not in this model's ladder")
+        if header.exact != self.exact:
+            raise bitstream.BitstreamError(
+                f"bitstream coded with exact={str(header.exact).lower()}; decode it with "
+                f"{self.name}:exact={str(header.exact).lower()}"
+            )
         torch.set_num_threads(self.threads)
         step = model.downsampling  # the decoder starts from a tensor of padded size / step
         size = (-(-header.height // step), -(-header.width // step))
+        expected = {"indexes": header.indexes_crc, "symbols": header.symbols_crc}
+
+        def check(name: str, values) -> None:
+            if bitstream.map_crc(values.cpu().numpy()) != expected[name]:
+                raise bitstream.NumericsMismatch(
+                    f"decoded {name} differ from the encoder's ({name} CRC mismatch): this machine's numerics "
+                    "disagree with the encoder's, or the file is corrupt"
+                )
+
         with torch.no_grad():
-            x_hat, symbols = model.decompress(streams, header.level, size)
-        if bitstream.symbols_crc(symbols.cpu().numpy()) != header.symbols_crc:
-            raise bitstream.BitstreamError(
-                "decoded latents differ from the encoder's (symbol CRC mismatch): this machine's entropy "
-                "model disagrees with the encoder's, or the file is corrupt"
-            )
-        pixels = (x_hat[0, :, : header.height, : header.width] * 255).round().byte().permute(1, 2, 0)
-        return np.ascontiguousarray(pixels.cpu().numpy())
+            pixels = model.decompress(streams, header.level, size, check)
+        return np.ascontiguousarray(
+            pixels[0, :, : header.height, : header.width].permute(1, 2, 0).cpu().numpy()
+        )
 
 
 def lic(name: str, options: dict[str, Any]) -> LicCodec:

@@ -186,7 +186,7 @@ def train(config: TrainConfig) -> GainedModel:
     val_images = load_images(paths[-config.val_images :], device)
     model = build(config.architecture, config.n, config.m, len(config.lambdas))
     if config.init:
-        model.load_state_dict(weights.load(Path(config.init))[0].state_dict())
+        model.load_state_dict(weights.load(Path(config.init), exact=False)[0].state_dict())
     model = model.to(device).train()
     optimizer, aux_optimizer = optimizers(model, config.lr)
     lambdas = torch.tensor(config.lambdas, device=device)
@@ -312,7 +312,8 @@ def export(
         "torch": str(torch.__version__),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
-    digest = weights.export(model, path, list(config.lambdas), config.distortion, training)
+    calibration = weights.calibration_images(paths[-config.val_images :])
+    digest = weights.export(model, path, list(config.lambdas), config.distortion, training, calibration)
     print(f"exported {path} (sha256 {digest[:16]})", file=sys.stderr)
     print(f"model card: {card.write_card(path.parent)}", file=sys.stderr)
     return path

@@ -1,0 +1,146 @@
+"""`bench verify`: does every bitstream decode to the same pixels under other numerics?"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from bench.errors import UserError
+
+MAX_LISTED = 20
+
+
+def _table(results: list[dict], variants: list[str]) -> list[str]:
+    """One line per (codec, image): per variant, decodes that matched out of those tried."""
+    cells: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for r in results:
+        cells.setdefault((r["codec"], r["image"]), {}).setdefault(r["variant"], []).append(r["status"])
+    rows = [["codec", "image", *variants]]
+    for (codec, image), by_variant in cells.items():
+        row = [codec, image]
+        for variant in variants:
+            statuses = by_variant.get(variant, [])
+            cell = f"{statuses.count('match')}/{len(statuses)}"
+            if "error" in statuses:
+                cell += f" ({statuses.count('error')} error)"
+            row.append(cell)
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+
+
+@click.command("verify")
+@click.option(
+    "--codecs", metavar="LIST", help="Codecs to encode with, e.g. lic,jpeg (not with --bitstreams)."
+)
+@click.option("--dataset", default="sample", show_default=True, metavar="NAME|PATH", help="Images to encode.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Where datasets live.")
+@click.option("--images", type=int, metavar="N", help="Only the first N images.")
+@click.option("--qualities", multiple=True, metavar="CODEC=Q1,Q2,...", help="Replace a codec's sweep.")
+@click.option("--device", metavar="cpu|cuda|auto", help="Where learned codecs encode [each entry's, cpu].")
+@click.option(
+    "--write-bitstreams",
+    type=click.Path(file_okay=False),
+    help="Keep the bitstreams and their manifest in this folder (to check them on another machine).",
+)
+@click.option(
+    "--bitstreams",
+    type=click.Path(file_okay=False, exists=True),
+    help="Decode a folder written elsewhere by --write-bitstreams instead of encoding here.",
+)
+@click.option(
+    "--variants", metavar="LIST", help="Only these decoding variants (names as listed in the output)."
+)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False), help="Write every decode's result here."
+)
+def verify_command(
+    codecs, dataset, data_dir, images, qualities, device, write_bitstreams, bitstreams, variants, json_path
+) -> None:
+    """Encode once, then decode every bitstream in fresh processes under other numerics.
+
+    Variants: one thread, all cores, oneDNN off, AVX2 kernels only, and the GPU when torch sees one.
+    Each decode must give the pixels (SHA-256) of the reference decode made right after encoding.
+    Exit status 1 when any decode mismatches or fails, 2 for unusable input.
+    """
+    from tqdm import tqdm
+
+    from bench import verify
+    from bench.cli import _parse_qualities
+    from bench.runner import RunRequest, resolve
+
+    chosen = verify.default_variants()
+    if variants:
+        names = [v.strip() for v in variants.split(",") if v.strip()]
+        unknown = sorted(set(names) - {v.name for v in chosen})
+        if unknown:
+            raise UserError(
+                f"unknown variant(s) {', '.join(unknown)}; here: {', '.join(v.name for v in chosen)}"
+            )
+        chosen = [v for v in chosen if v.name in names]
+    scratch = None
+    if bitstreams:
+        if codecs or write_bitstreams or qualities or images:
+            raise UserError(
+                "--bitstreams decodes a finished folder: no --codecs, --qualities, --images or --write-bitstreams"
+            )
+        directory = Path(bitstreams)
+        try:
+            manifest = verify.read_manifest(directory)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    else:
+        if not codecs:
+            raise UserError("bench verify needs --codecs (or --bitstreams DIR)")
+        request = RunRequest(
+            codecs=codecs,
+            dataset=dataset,
+            data_dir=data_dir,
+            images=images,
+            qualities=_parse_qualities(qualities),
+            device=device,
+            executor="inline",
+        )
+        plan = resolve(request)
+        if write_bitstreams:
+            directory = Path(write_bitstreams)
+        else:
+            scratch = tempfile.TemporaryDirectory()
+            directory = Path(scratch.name)
+        total = sum(len(c.qualities) for c in plan.codecs) * len(plan.images)
+        with tqdm(total=total, unit="bitstream", desc="encode", file=sys.stderr) as bar:
+            manifest = verify.write_bitstreams(
+                [(c.entry, c.qualities) for c in plan.codecs], plan.images, directory, lambda: bar.update()
+            )
+    click.echo(f"reference decodes: on {manifest['encoder']['cpu']} (the encoding machine)", err=True)
+    results = []
+    for variant in chosen:
+        click.echo(f"decoding: {variant.name} ({variant.description})", err=True)
+        results.extend(verify.decode_variant(directory, variant))
+    if scratch is not None:
+        scratch.cleanup()
+    for line in _table(results, [v.name for v in chosen]):
+        click.echo(line)
+    bad = [r for r in results if r["status"] != "match"]
+    for r in bad[:MAX_LISTED]:
+        click.echo(
+            f"{r['status']}: {r['codec']} {r['image']} q{r['quality']:g} ({r['variant']}): {r['reason']}"
+        )
+    if len(bad) > MAX_LISTED:
+        click.echo(f"... and {len(bad) - MAX_LISTED} more (--json has them all)")
+    totals = verify.summarise(results)
+    click.echo(
+        f"summary: {totals['images']} image(s) checked, {totals['bitstreams']} bitstreams, "
+        f"{totals['decodes']} decodes: {totals['match']} match, "
+        f"{totals['mismatch']} mismatch(es), {totals['error']} decode error(s)"
+    )
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=1))
+    if bad:
+        sys.exit(1)

@@ -1,0 +1,282 @@
+"""Exact integer evaluation of lic's decoder side, so a bitstream decodes to the same pixels everywhere.
+
+A learned decoder in float32 gives slightly different numbers on another machine (thread count,
+oneDNN or not, AVX2 or AVX-512, GPU with TF32); one predicted scale on the other side of a coding
+table threshold desynchronises the range decoder. Here the hyper-synthesis (scale indexes and means)
+and the synthesis run as integer programs: 16-bit weights with a power-of-two exponent per output
+channel, 16-bit activations with a power-of-two exponent per tensor (saturating), integer biases, and
+rounding after every layer. They are evaluated in float64, where every product and partial sum is an
+integer below 2**53 (checked when the program is built), so any summation order, thread count, CPU or
+GPU gives the same bits; the remaining element-wise steps (scaling by powers of two, the square root of
+inverse GDN, rounding) are correctly rounded IEEE operations. The scale indexes come straight from
+integer thresholds.
+
+Program layout (what the weights file stores under ``integer``): ``h_s`` and ``g_s`` are lists of
+stages, each a dict with ``op`` (conv, deconv or igdn) and integer tensors; plus the exponents of the
+hyper-latent input, the means and the latent, the per-level inverse gains and, per channel, the
+integer scale thresholds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from compressai.layers import GDN
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+ACT_MAX = 2**15 - 1  # 16-bit signed activations
+WEIGHT_MAX = 2**15 - 1  # 16-bit signed weights
+EXACT = 2**53  # float64 holds every integer below this exactly
+LEAK_NUMERATOR, LEAK_SHIFT = 41, 12  # LeakyReLU's slope 0.01 as the dyadic 41/4096
+MEAN_EXPONENT = 12  # means and latents carry 12 fractional bits
+GAIN_EXPONENT = 14
+HEADROOM = 2.0  # activation ranges are the calibrated maximum times this
+
+
+class IntegerProgramError(ValueError):
+    """A model that cannot be turned into an exact integer program (an accumulator bound broken)."""
+
+
+def _fit_exponent(max_abs: float, limit: int) -> int:
+    """The largest exponent e with max_abs * 2**e <= limit."""
+    if max_abs <= 0:
+        return 0
+    return math.floor(math.log2(limit / max_abs))
+
+
+def _pow2(exponents: Tensor) -> Tensor:
+    return torch.pow(2.0, exponents.double())
+
+
+def _channel_shape(values: Tensor, ndim: int = 4) -> Tensor:
+    return values.reshape(1, -1, *([1] * (ndim - 2)))
+
+
+def _quantise_weights(
+    weight: Tensor, bias: Tensor | None, in_exponent: int, out_axis: int, in_max: int = ACT_MAX
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-output-channel 16-bit weights, integer biases and accumulator exponents, bound checked."""
+    weight = weight.detach().double()
+    channels = weight.shape[out_axis]
+    per_channel = weight.transpose(0, out_axis).reshape(channels, -1)
+    bias = torch.zeros(channels, dtype=torch.float64) if bias is None else bias.detach().double()
+    exponents = []
+    for c in range(channels):
+        exponent = _fit_exponent(per_channel[c].abs().max().item(), WEIGHT_MAX)
+        while True:
+            q = torch.round(per_channel[c] * 2.0**exponent)
+            b = round(bias[c].item() * 2.0 ** (exponent + in_exponent))
+            if q.abs().sum().item() * in_max + abs(b) < EXACT:
+                break
+            exponent -= 1
+        exponents.append(exponent)
+    w_exp = torch.tensor(exponents, dtype=torch.int64)
+    scale = _pow2(w_exp).reshape(-1, *([1] * (weight.dim() - 1)))
+    q_weight = torch.round(weight.transpose(0, out_axis) * scale).transpose(0, out_axis)
+    q_bias = torch.round(bias * _pow2(w_exp + in_exponent))
+    return q_weight.to(torch.int16), q_bias.to(torch.int64), w_exp + in_exponent
+
+
+def _saturate(values: Tensor) -> Tensor:
+    return torch.clamp(torch.round(values), -ACT_MAX, ACT_MAX)
+
+
+def _linear(stage: dict, x: Tensor) -> Tensor:
+    """The exact integer accumulator of a conv or deconv stage (float64 holding integers)."""
+    weight, bias = stage["weight"].to(x.device, torch.float64), stage["bias"].to(x.device, torch.float64)
+    if stage["op"] == "conv":
+        return F.conv2d(x, weight, bias, stride=stage["stride"], padding=stage["padding"])
+    return F.conv_transpose2d(
+        x,
+        weight,
+        bias,
+        stride=stage["stride"],
+        padding=stage["padding"],
+        output_padding=stage["output_padding"],
+    )
+
+
+def rescale(acc: Tensor, acc_exponent: Tensor, out_exponent: int) -> Tensor:
+    return acc * _channel_shape(_pow2(out_exponent - acc_exponent.to(acc.device)))
+
+
+def _leak(values: Tensor) -> Tensor:
+    return torch.where(values < 0, values * LEAK_NUMERATOR * 2.0**-LEAK_SHIFT, values)
+
+
+def _igdn(stage: dict, x: Tensor, in_exponent: int) -> Tensor:
+    gamma = stage["gamma"].to(x.device, torch.float64)[:, :, None, None]
+    norm = F.conv2d(x * x, gamma, stage["beta"].to(x.device, torch.float64))
+    shift = 2 * stage["root_exponent"] - stage["gamma_exponent"].to(x.device) - 2 * in_exponent
+    root = torch.round(torch.sqrt(norm * _channel_shape(_pow2(shift))))
+    out = x * root * 2.0 ** (stage["out_exponent"] - in_exponent - stage["root_exponent"])
+    return _saturate(out)
+
+
+def run_stages(stages: list[dict], x: Tensor, in_exponent: int) -> tuple[Tensor, Tensor]:
+    """Evaluate the stages on integer input (float64); the last stage's raw accumulator and exponents."""
+    with torch.backends.cudnn.flags(enabled=False):  # plain im2col + GEMM on CUDA; oneDNN has no float64
+        for index, stage in enumerate(stages):
+            last = index == len(stages) - 1
+            if stage["op"] == "igdn":
+                x = _igdn(stage, x, in_exponent)
+            else:
+                acc = _linear(stage, x)
+                if last:
+                    return acc, stage["acc_exponent"]
+                scaled = rescale(acc, stage["acc_exponent"], stage["out_exponent"])
+                x = _saturate(_leak(scaled) if stage["leaky"] else scaled)
+            in_exponent = stage["out_exponent"]
+    raise IntegerProgramError("an integer program must end with a conv or deconv stage")
+
+
+def on_device(program: dict, device: str | torch.device) -> dict:
+    """The program with every tensor as float64 on ``device``, ready for run_stages."""
+    if isinstance(program, dict):
+        return {k: on_device(v, device) for k, v in program.items()}
+    if isinstance(program, list):
+        return [on_device(v, device) for v in program]
+    return program.to(device, torch.float64) if isinstance(program, Tensor) else program
+
+
+def to_integer(values: Tensor, exponent: int) -> Tensor:
+    """Float values as saturated 16-bit integers with ``exponent`` fractional bits (float64)."""
+    return _saturate(values.double() * 2.0**exponent)
+
+
+# --- building a program from a float model (at export) ---
+
+
+def _stages_of(sequential: nn.Sequential) -> list[tuple[nn.Module, bool]]:
+    """(layer, followed by LeakyReLU) for each conv, deconv and GDN of a Sequential."""
+    layers = list(sequential)
+    stages = []
+    for i, layer in enumerate(layers):
+        if isinstance(layer, nn.LeakyReLU):
+            if not stages or layer.negative_slope != 0.01:
+                raise IntegerProgramError("only LeakyReLU(0.01) after a convolution is supported")
+            continue
+        if not isinstance(layer, nn.Conv2d | nn.ConvTranspose2d | GDN):
+            raise IntegerProgramError(f"no integer form for {type(layer).__name__}")
+        if isinstance(layer, GDN) and not layer.inverse:
+            raise IntegerProgramError("only inverse GDN is supported in a synthesis")
+        leaky = i + 1 < len(layers) and isinstance(layers[i + 1], nn.LeakyReLU)
+        stages.append((layer, leaky))
+    return stages
+
+
+def _gdn_parameters(layer: GDN) -> tuple[Tensor, Tensor]:
+    beta = layer.beta_reparam(layer.beta).detach().double()
+    gamma = layer.gamma_reparam(layer.gamma).detach().double()
+    return gamma.reshape(beta.numel(), beta.numel()), beta
+
+
+def _float_linear(layer: nn.Conv2d | nn.ConvTranspose2d, x: Tensor) -> Tensor:
+    weight, bias = layer.weight.detach().double(), layer.bias.detach().double()
+    if isinstance(layer, nn.ConvTranspose2d):
+        return F.conv_transpose2d(x, weight, bias, layer.stride, layer.padding, layer.output_padding)
+    return F.conv2d(x, weight, bias, layer.stride, layer.padding)
+
+
+def _calibrate(sequential: nn.Sequential, inputs: Iterable[Tensor]) -> list[dict[str, float]]:
+    """Per stage, the largest |output| (and, for GDN, the largest square root) on float inputs."""
+    stages = _stages_of(sequential)
+    ranges = [{"out": 0.0, "root": 0.0} for _ in stages]
+    with torch.no_grad():
+        for x in inputs:
+            x = x.double()
+            for (layer, leaky), seen in zip(stages, ranges, strict=True):
+                if isinstance(layer, GDN):
+                    gamma, beta = _gdn_parameters(layer)
+                    root = torch.sqrt(F.conv2d(x * x, gamma[:, :, None, None], beta))
+                    seen["root"] = max(seen["root"], root.abs().max().item())
+                    x = x * root
+                else:
+                    x = _float_linear(layer, x)
+                    if leaky:
+                        x = F.leaky_relu(x, 0.01)
+                seen["out"] = max(seen["out"], x.abs().max().item())
+    return ranges
+
+
+def build_stages(sequential: nn.Sequential, inputs: list[Tensor], in_exponent: int) -> list[dict]:
+    """The integer program of a Sequential, its activation ranges calibrated on ``inputs``."""
+    stages = []
+    for (layer, leaky), seen in zip(_stages_of(sequential), _calibrate(sequential, inputs), strict=True):
+        out_exponent = _fit_exponent(seen["out"] * HEADROOM, ACT_MAX)
+        if isinstance(layer, GDN):
+            gamma, beta = _gdn_parameters(layer)
+            q_gamma, q_beta, acc_exponent = _quantise_weights(gamma, beta, 2 * in_exponent, 0, ACT_MAX**2)
+            stages.append(
+                {
+                    "op": "igdn",
+                    "gamma": q_gamma,
+                    "beta": q_beta,
+                    "gamma_exponent": acc_exponent - 2 * in_exponent,
+                    "root_exponent": _fit_exponent(seen["root"] * HEADROOM, ACT_MAX),
+                    "out_exponent": out_exponent,
+                }
+            )
+        else:
+            transposed = isinstance(layer, nn.ConvTranspose2d)
+            weight, bias, acc_exponent = _quantise_weights(
+                layer.weight, layer.bias, in_exponent, int(transposed)
+            )
+            stage = {
+                "op": "deconv" if transposed else "conv",
+                "weight": weight,
+                "bias": bias,
+                "acc_exponent": acc_exponent,
+                "out_exponent": out_exponent,
+                "stride": layer.stride,
+                "padding": layer.padding,
+                "leaky": leaky,
+            }
+            if transposed:
+                stage["output_padding"] = layer.output_padding
+            stages.append(stage)
+        in_exponent = out_exponent
+    return stages
+
+
+def scale_thresholds(scale_table: Tensor, acc_exponent: Tensor) -> Tensor:
+    """Per channel, the integer accumulators at or below which a scale falls under each table entry."""
+    table = scale_table[:-1].double()[None, :]
+    return torch.floor(table * _pow2(acc_exponent)[:, None]).to(torch.int64)
+
+
+def scale_indexes(acc: Tensor, thresholds: Tensor) -> Tensor:
+    """compressai's build_indexes on integer accumulators: the last index minus thresholds not exceeded."""
+    thresholds = thresholds.to(acc.device, torch.float64)
+    indexes = torch.full(acc.shape, thresholds.shape[1], dtype=torch.int32, device=acc.device)
+    for i in range(thresholds.shape[1]):
+        indexes -= (acc <= _channel_shape(thresholds[:, i])).int()
+    return indexes
+
+
+def exponent_for(values: Iterable[Tensor]) -> int:
+    """The activation exponent that fits the largest |value| (times the headroom) in 16 bits."""
+    return _fit_exponent(max(v.abs().max().item() for v in values) * HEADROOM, ACT_MAX)
+
+
+def quantised_gains(log_inverse_gain: Tensor) -> Tensor:
+    """Per level and channel, the inverse gains as integers with GAIN_EXPONENT fractional bits."""
+    return torch.round(torch.exp(log_inverse_gain.detach().double()) * 2.0**GAIN_EXPONENT).to(torch.int64)
+
+
+def latent_to_synthesis_input(
+    symbols: Tensor, means: Tensor, inverse_gain: Tensor, latent_exponent: int
+) -> Tensor:
+    """(symbols + means) x inverse gain as the synthesis' 16-bit input; means carry MEAN_EXPONENT bits."""
+    y = torch.clamp(symbols.double(), -(2**24), 2**24) * 2.0**MEAN_EXPONENT + means
+    scaled = y * _channel_shape(inverse_gain.to(y.device, torch.float64))
+    return _saturate(scaled * 2.0 ** (latent_exponent - MEAN_EXPONENT - GAIN_EXPONENT))
+
+
+def to_pixels(acc: Tensor, acc_exponent: Tensor) -> Tensor:
+    """The synthesis' last accumulator as 8-bit pixels (value 1.0 is 255)."""
+    values = acc * 255 * _channel_shape(_pow2(-acc_exponent.to(acc.device)))
+    return torch.clamp(torch.round(values), 0, 255).to(torch.uint8)

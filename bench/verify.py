@@ -1,0 +1,247 @@
+"""`bench verify`: encode once, decode every bitstream under deliberately different numerics, compare.
+
+The reference is the pixel hash (bench.images.pixel_sha256) of the decode right after encoding, on
+the encoding machine. Each variant decodes every bitstream in a fresh process: one thread, all cores,
+oneDNN off, AVX2 kernels only (on a CPU with AVX-512), and the GPU where torch sees one. A decode
+``matches`` when its pixels hash the same, is a ``mismatch`` when they differ or when the decoder's
+own checks find that its numerics disagree with the encoder's (lic's index-map or symbol CRC), and an
+``error`` otherwise (the decoder raised, crashed or hung). For traditional codecs this checks that
+their decoders are deterministic; for learned codecs it is the cross-machine test.
+
+A bitstream folder holds ``manifest.json`` (the catalog entries, images, qualities and reference
+hashes) and one file per bitstream, so bitstreams written on one machine (``--write-bitstreams``) can
+be checked on another (``--bitstreams``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.catalog import CatalogEntry
+from bench.codec import Codec, codec_for
+from bench.images import load_image, pixel_sha256
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+VARIANT_TIMEOUT_S = 3600
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of decoding: environment variables (set before torch loads) and codec overrides."""
+
+    name: str
+    description: str
+    env: dict[str, str] = field(default_factory=dict)
+    threads: int | None = None
+    onednn: bool = True
+    device: str | None = None
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def default_variants() -> list[Variant]:
+    cores = max(2, os.cpu_count() or 2)
+    one = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    variants = [
+        Variant("1-thread", "one thread", one, threads=1),
+        Variant(f"{cores}-threads", f"{cores} threads", {"OMP_NUM_THREADS": str(cores)}, threads=cores),
+        Variant("no-onednn", "oneDNN off: PyTorch's own CPU kernels", one, threads=1, onednn=False),
+        Variant(
+            "avx2",
+            "AVX2 kernels only (DNNL_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2)",
+            one | {"DNNL_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
+            threads=1,
+        ),
+    ]
+    if _cuda_available():
+        variants.append(Variant("cuda", "decoded on the GPU (codecs with a device option)", device="cuda"))
+    return variants
+
+
+def _stem(name: str) -> str:
+    return Path(name).stem.replace("/", "_")
+
+
+def write_bitstreams(
+    codecs: Iterable[tuple[CatalogEntry, tuple[float, ...]]],
+    images: Iterable[Any],
+    directory: Path,
+    progress: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """Encode every (codec, image, quality), decode it once here for the reference hash, write the folder.
+
+    ``images`` are bench.datasets.ImageInfo; an encode or reference decode that fails is recorded as
+    an item with ``error`` (nothing to verify) rather than stopping the others.
+    """
+    from bench.provenance import cpu_model, gpus
+
+    images = list(images)
+    items = []
+    for entry, qualities in codecs:
+        codec = codec_for(entry)
+        (directory / entry.name).mkdir(parents=True, exist_ok=True)
+        for image in images:
+            rgb = load_image(image.path).rgb
+            for quality in qualities:
+                item = {
+                    "file": f"{entry.name}/{_stem(image.name)}-q{quality:g}.bin",
+                    "codec": entry.name,
+                    "entry": entry.to_dict(),
+                    "image": image.name,
+                    "quality": quality,
+                    "height": rgb.shape[0],
+                    "width": rgb.shape[1],
+                }
+                try:
+                    data = codec.encode(rgb, quality)
+                    (directory / item["file"]).write_bytes(data)
+                    item["sha256"] = pixel_sha256(codec.decode(data, rgb.shape[:2]))
+                except Exception as exc:  # noqa: BLE001 - a codec failure is a result to report, not a crash
+                    item["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                items.append(item)
+                progress()
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "encoder": {"cpu": cpu_model(), "gpus": gpus()},
+        "items": items,
+    }
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(
+            f"{directory} has no {MANIFEST}: not a folder written by --write-bitstreams"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise ValueError(f"{path}: manifest format {manifest.get('format')!r}, expected {MANIFEST_FORMAT}")
+    return manifest
+
+
+def _entry_for(item: dict[str, Any], variant: Variant) -> CatalogEntry:
+    entry = CatalogEntry.from_dict(item["entry"])
+    overrides: dict[str, Any] = {}
+    if variant.threads is not None and "threads" in entry.options:
+        overrides["threads"] = variant.threads
+    if variant.device is not None and "device" in entry.options:
+        overrides["device"] = variant.device
+    return entry.with_options(overrides) if overrides else entry
+
+
+def decode_items(
+    items: list[dict[str, Any]], directory: Path, make_codec: Callable[[dict[str, Any]], Codec]
+) -> list[dict[str, Any]]:
+    """Decode each item's bitstream with ``make_codec(item)`` and compare with its reference hash."""
+    from bench.lic.bitstream import NumericsMismatch
+
+    results = []
+    for item in items:
+        result = {key: item[key] for key in ("codec", "image", "quality")}
+        if "error" in item:
+            result |= {"status": "error", "reason": f"at encoding: {item['error']}"}
+        else:
+            try:
+                data = (directory / item["file"]).read_bytes()
+                decoded = make_codec(item).decode(data, (item["height"], item["width"]))
+                same = pixel_sha256(decoded) == item["sha256"]
+                result |= {
+                    "status": "match" if same else "mismatch",
+                    "reason": "" if same else "pixels differ",
+                }
+            except NumericsMismatch as exc:
+                result |= {"status": "mismatch", "reason": str(exc)}
+            except Exception as exc:  # noqa: BLE001 - any decoder failure is a result
+                result |= {"status": "error", "reason": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+        results.append(result)
+    return results
+
+
+def decode_variant(directory: Path, variant: Variant, codecs: set[str] | None = None) -> list[dict[str, Any]]:
+    """Decode the folder's bitstreams in a fresh process set up as ``variant``; one result per item."""
+    items = [i for i in read_manifest(directory)["items"] if codecs is None or i["codec"] in codecs]
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "results.json"
+        request = {"directory": str(directory), "variant": asdict(variant), "codecs": sorted(codecs or [])}
+        command = [sys.executable, "-m", "bench.verify", json.dumps(request), str(out)]
+        env = os.environ | variant.env
+        try:
+            done = subprocess.run(
+                command, env=env, capture_output=True, text=True, timeout=VARIANT_TIMEOUT_S, check=False
+            )
+            failure = (
+                None if done.returncode == 0 else (done.stderr.strip().splitlines() or ["no output"])[-1]
+            )
+        except subprocess.TimeoutExpired:
+            failure = f"the decoding process ran past {VARIANT_TIMEOUT_S} s"
+        if failure is None:
+            results = json.loads(out.read_text())
+        else:
+            reason = f"decoding process failed: {failure}"
+            results = [
+                {
+                    "codec": i["codec"],
+                    "image": i["image"],
+                    "quality": i["quality"],
+                    "status": "error",
+                    "reason": reason,
+                }
+                for i in items
+            ]
+    return [r | {"variant": variant.name} for r in results]
+
+
+def _worker(request: dict[str, Any], out: Path) -> None:
+    """In the variant's own process: apply its settings, decode, write the results."""
+    variant = Variant(**request["variant"])
+    if not variant.onednn:
+        import torch
+
+        torch.backends.mkldnn.enabled = False
+    directory = Path(request["directory"])
+    wanted = set(request["codecs"])
+    items = [i for i in read_manifest(directory)["items"] if not wanted or i["codec"] in wanted]
+    codecs: dict[str, Codec] = {}
+
+    def make_codec(item: dict[str, Any]) -> Codec:
+        entry = _entry_for(item, variant)
+        key = json.dumps(entry.to_dict(), sort_keys=True)
+        if key not in codecs:
+            codecs[key] = codec_for(entry)
+        return codecs[key]
+
+    out.write_text(json.dumps(decode_items(items, directory, make_codec)))
+
+
+def summarise(results: list[dict[str, Any]]) -> dict[str, int]:
+    """Distinct images and bitstreams, decodes, and decodes per status."""
+    images = {r["image"] for r in results}
+    bitstreams = {(r["codec"], r["image"], r["quality"]) for r in results}
+    counts = {
+        status: sum(r["status"] == status for r in results) for status in ("match", "mismatch", "error")
+    }
+    return {"images": len(images), "bitstreams": len(bitstreams), "decodes": len(results)} | counts
+
+
+if __name__ == "__main__":
+    _worker(json.loads(sys.argv[1]), Path(sys.argv[2]))

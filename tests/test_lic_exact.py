@@ -1,0 +1,267 @@
+"""lic's exact integer decoder side and `bench verify`: same pixels under other numerics, or a clear report."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from compressai.entropy_models import GaussianConditional
+from compressai.models.google import get_scale_table
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from skimage import data
+from torch import nn
+
+from bench import verify
+from bench.cli import cli
+from bench.lic import bitstream, integer
+from bench.lic.codec import LicCodec
+from bench.lic.weights import default_path
+
+GOLDEN = Path(__file__).parent / "golden" / "lic"
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    return np.ascontiguousarray(data.astronaut()[40:240, 60:290])  # 200 x 230
+
+
+def _int64_conv(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int, padding: int) -> np.ndarray:
+    """A direct convolution in int64 (no float anywhere): the independent truth for the float64 path."""
+    channels, height, width = x.shape
+    out_channels, _, k, _ = weight.shape
+    padded = np.zeros((channels, height + 2 * padding, width + 2 * padding), np.int64)
+    padded[:, padding : padding + height, padding : padding + width] = x
+    out_h, out_w = (height + 2 * padding - k) // stride + 1, (width + 2 * padding - k) // stride + 1
+    out = np.empty((out_channels, out_h, out_w), np.int64)
+    for i in range(out_h):
+        for j in range(out_w):
+            patch = padded[:, i * stride : i * stride + k, j * stride : j * stride + k]
+            out[:, i, j] = np.einsum("cij,ocij->o", patch, weight) + bias
+    return out
+
+
+def test_integer_conv_is_exact_integer_arithmetic():
+    """The float64 evaluation equals int64 arithmetic bit for bit, with 16-bit weights at full scale."""
+    torch.manual_seed(0)
+    layer = nn.Conv2d(48, 8, 5, stride=2, padding=2)
+    with torch.no_grad():
+        layer.weight.mul_(40)  # large weights: the accumulator exponent must come down to keep the bound
+    inputs = [torch.randn(1, 48, 16, 16) * 30]
+    (stage,) = integer.build_stages(nn.Sequential(layer), inputs, in_exponent=8)
+    x = torch.randint(-integer.ACT_MAX, integer.ACT_MAX + 1, (1, 48, 16, 16), dtype=torch.int64)
+    acc, _ = integer.run_stages([stage], x.double(), 8)
+    expected = _int64_conv(
+        x[0].numpy(), stage["weight"].numpy().astype(np.int64), stage["bias"].numpy(), 2, 2
+    )
+    np.testing.assert_array_equal(acc[0].numpy().astype(np.int64), expected)
+    bound = np.abs(stage["weight"].numpy().astype(np.int64)).reshape(8, -1).sum(1) * integer.ACT_MAX
+    assert (bound + np.abs(stage["bias"].numpy()) < integer.EXACT).all()
+
+
+@pytest.mark.parametrize("architecture", ["hyperprior", "factorized"])
+def test_shipped_programs_keep_every_accumulator_below_2_to_the_53(architecture):
+    """Recomputed from the stored integers, independently of the export's own check."""
+    program = torch.load(default_path(architecture), weights_only=True)["integer"]
+    for part in ("h_s", "g_s") if architecture == "hyperprior" else ("g_s",):
+        for stage in program[part]:
+            if stage["op"] == "igdn":
+                weight, in_max = stage["gamma"].long(), integer.ACT_MAX**2
+                bias = stage["beta"]
+            else:
+                weight, in_max, bias = stage["weight"].long(), integer.ACT_MAX, stage["bias"]
+                if stage["op"] == "deconv":
+                    weight = weight.transpose(0, 1)
+            assert weight.abs().max() <= integer.WEIGHT_MAX
+            bound = weight.abs().flatten(1).sum(1) * in_max + bias.abs()
+            assert int(bound.max()) < 2**53
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(-(2**40), 2**40), min_size=8, max_size=8), st.integers(-20, 20))
+def test_integer_thresholds_pick_compressais_table_index(accumulators, exponent):
+    """Integer thresholds give the index compressai's build_indexes gives for the same scales."""
+    conditional = GaussianConditional(None)
+    conditional.update_scale_table(get_scale_table())
+    acc = torch.tensor(accumulators, dtype=torch.float64).reshape(1, 8, 1, 1)
+    exponents = torch.full((8,), exponent)
+    thresholds = integer.scale_thresholds(conditional.scale_table, exponents)
+    mine = integer.scale_indexes(acc, thresholds)
+    theirs = conditional.build_indexes(acc * 2.0**-exponent)
+    np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+
+
+@pytest.mark.parametrize("architecture", ["hyperprior", "factorized"])
+def test_exact_decoder_stays_within_a_whisker_of_the_float_one(architecture, image):
+    exact = LicCodec("lic", {"architecture": architecture})
+    approx = LicCodec("lic", {"architecture": architecture, "exact": False})
+    for level in (0, 7):
+        a, b = exact.encode(image, level), approx.encode(image, level)
+        assert abs(len(a) - len(b)) <= 0.01 * len(b) + 8
+        decoded_a, decoded_b = exact.decode(a, image.shape[:2]), approx.decode(b, image.shape[:2])
+        mse = np.mean((decoded_a.astype(float) - decoded_b) ** 2)
+        assert mse < 10 ** (-45 / 10) * 255**2  # the two decoders agree to better than 45 dB
+
+
+def _perturbed(architecture: str, part: str) -> LicCodec:
+    """A codec whose exact decoder side is deliberately off: the control that the checks can fail."""
+    codec = LicCodec("lic", {"architecture": architecture})
+    program = codec._loaded().program
+    if part == "scales":
+        program["thresholds"] = program["thresholds"] + 2**10  # every scale index shifts
+    else:
+        program["g_s"][-1]["bias"] = (
+            program["g_s"][-1]["bias"] + 2.0 ** program["g_s"][-1]["acc_exponent"] / 64
+        )
+    return codec
+
+
+@pytest.mark.parametrize("part, status", [("scales", "NumericsMismatch"), ("synthesis", "pixels differ")])
+def test_a_perturbed_decoder_is_reported_as_a_mismatch(tmp_path, image, part, status):
+    from bench.catalog import load_catalog
+
+    entry = load_catalog()["lic"]
+    info = type("Info", (), {"name": "astronaut.png", "path": tmp_path / "astronaut.png"})
+    from PIL import Image
+
+    Image.fromarray(image).save(info.path)
+    manifest = verify.write_bitstreams([(entry, (2.0,))], [info], tmp_path / "streams")
+    honest = verify.decode_items(manifest["items"], tmp_path / "streams", lambda item: LicCodec("lic", {}))
+    assert [r["status"] for r in honest] == ["match"]
+    codec = _perturbed("hyperprior", part)
+    results = verify.decode_items(manifest["items"], tmp_path / "streams", lambda item: codec)
+    assert [r["status"] for r in results] == ["mismatch"]
+    assert ("CRC mismatch" if status == "NumericsMismatch" else status) in results[0]["reason"]
+
+
+def test_verify_cli_checks_lic_and_jpeg_under_every_variant(tmp_path):
+    out = tmp_path / "streams"
+    args = [
+        "verify",
+        "--codecs",
+        "lic,jpeg",
+        "--images",
+        "1",
+        "--qualities",
+        "lic=1",
+        "--qualities",
+        "jpeg=80",
+    ]
+    result = CliRunner().invoke(
+        cli, [*args, "--write-bitstreams", str(out), "--json", str(tmp_path / "r.json")]
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "r.json").read_text())
+    variants = {v.name for v in verify.default_variants()}
+    assert {r["variant"] for r in rows} == variants and len(rows) == 2 * len(variants)
+    assert all(r["status"] == "match" for r in rows)
+    assert "summary: 1 image(s) checked, 2 bitstreams" in result.output and "0 mismatch(es)" in result.output
+    # the folder decodes elsewhere: here, from the manifest alone; a broken bitstream fails the check
+    stream = next((out / "lic").glob("*.bin"))
+    stream.write_bytes(stream.read_bytes()[:-5])
+    result = CliRunner().invoke(cli, ["verify", "--bitstreams", str(out), "--variants", "1-thread"])
+    assert result.exit_code == 1
+    assert (
+        "error: lic astronaut.png q1 (1-thread): BitstreamError: lic bitstream is truncated" in result.output
+    )
+
+
+def test_verify_refuses_unusable_input_in_one_line(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["verify", "--bitstreams", str(tmp_path)])
+    assert result.exit_code == 2 and "has no manifest.json" in result.output
+    result = runner.invoke(cli, ["verify", "--codecs", "lic", "--variants", "quantum"])
+    assert result.exit_code == 2 and "unknown variant(s) quantum" in result.output
+    result = runner.invoke(cli, ["verify"])
+    assert result.exit_code == 2 and "needs --codecs" in result.output
+
+
+def test_a_decoder_process_that_dies_makes_error_rows(tmp_path):
+    manifest = {
+        "format": 1,
+        "encoder": {"cpu": "x", "gpus": {}},
+        "items": [
+            {
+                "file": "x.bin",
+                "codec": "c",
+                "entry": {"name": "c", "adapter": "no-such-adapter"},
+                "image": "i.png",
+                "quality": 1,
+                "height": 2,
+                "width": 2,
+                "sha256": "0",
+            }
+        ],
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "x.bin").write_bytes(b"x")
+    (result,) = verify.decode_variant(tmp_path, verify.default_variants()[0])
+    assert result["status"] == "error" and result["variant"] == "1-thread"
+
+
+def test_golden_bitstreams_decode_to_their_recorded_pixels_under_every_variant():
+    """Committed bitstreams of Kodak images: any change of format, weights or decoder numerics fails here.
+    Remake them (deliberately) with the command in tests/golden/lic/README.md."""
+    manifest = verify.read_manifest(GOLDEN)
+    assert len(manifest["items"]) >= 6 and not any("error" in i for i in manifest["items"])
+    for variant in verify.default_variants():
+        results = verify.decode_variant(GOLDEN, variant)
+        assert [r["status"] for r in results] == ["match"] * len(manifest["items"]), (variant.name, results)
+
+
+FIELD_VALUES = {  # header field index -> what a forger may put there
+    1: st.integers(0, 255),  # format version
+    2: st.integers(0, 255),  # architecture
+    3: st.integers(0, 255),  # flags
+    4: st.binary(min_size=4, max_size=4),  # model fingerprint
+    5: st.integers(0, 255),  # level
+    6: st.integers(0, 200),  # height (small: a forged size that decodes must decode quickly)
+    7: st.integers(0, 200),  # width
+    9: st.integers(0, 2**32 - 1),  # index map CRC
+    10: st.integers(0, 2**32 - 1),  # symbols CRC
+}
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_fuzzed_headers_are_refused_or_decoded_never_crash(data):
+    """Header fields set to anything, with the first CRC left as it was (corruption: always refused) or
+    recomputed (a forger's header: refused, or decoded to an image of the size it claims)."""
+    codec = _header_fuzz_codec()
+    encoded = _header_fuzz_stream(codec)
+    fields = list(bitstream.HEADER.unpack_from(encoded))
+    for index in data.draw(st.sets(st.sampled_from(sorted(FIELD_VALUES)), min_size=1)):
+        fields[index] = data.draw(FIELD_VALUES[index])
+    body = encoded[bitstream.HEADER.size :]
+    resign = data.draw(st.booleans())
+    if resign:
+        fields[8] = zlib.crc32(body, zlib.crc32(bitstream.HEADER.pack(*fields)[: bitstream.SIGNED]))
+    forged = bitstream.HEADER.pack(*fields) + body
+    try:
+        decoded = codec.decode(forged, (64, 64))
+    except bitstream.BitstreamError:
+        return
+    assert resign or forged == encoded
+    assert decoded.dtype == np.uint8 and decoded.shape == (fields[6], fields[7], 3)
+
+
+_HEADER_FUZZ: dict[str, object] = {}
+
+
+def _header_fuzz_codec() -> LicCodec:
+    return _HEADER_FUZZ.setdefault("codec", LicCodec("lic", {}))
+
+
+def _header_fuzz_stream(codec: LicCodec) -> bytes:
+    if "stream" not in _HEADER_FUZZ:
+        _HEADER_FUZZ["stream"] = codec.encode(np.ascontiguousarray(data.coffee()[:64, :64]), 0)
+    return _HEADER_FUZZ["stream"]
+
+
+def test_golden_folder_has_its_remake_command():
+    assert "bench verify" in (GOLDEN / "README.md").read_text()
