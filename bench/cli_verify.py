@@ -72,6 +72,7 @@ def verify_command(
     from tqdm import tqdm
 
     from bench import verify
+    from bench.catalog import load_catalog
     from bench.cli import _parse_qualities
     from bench.runner import RunRequest, resolve
 
@@ -108,6 +109,11 @@ def verify_command(
             executor="inline",
         )
         plan = resolve(request)
+        entries = [c.entry for c in plan.codecs]
+        try:
+            names = verify.labels(entries, load_catalog())
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
         if write_bitstreams:
             directory = Path(write_bitstreams)
         else:
@@ -116,7 +122,10 @@ def verify_command(
         total = sum(len(c.qualities) for c in plan.codecs) * len(plan.images)
         with tqdm(total=total, unit="bitstream", desc="encode", file=sys.stderr) as bar:
             manifest = verify.write_bitstreams(
-                [(c.entry, c.qualities) for c in plan.codecs], plan.images, directory, lambda: bar.update()
+                [(n, c.entry, c.qualities) for n, c in zip(names, plan.codecs, strict=True)],
+                plan.images,
+                directory,
+                lambda: bar.update(),
             )
     click.echo(f"reference decodes: on {manifest['encoder']['cpu']} (the encoding machine)", err=True)
     results = []

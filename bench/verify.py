@@ -77,30 +77,49 @@ def _stem(name: str) -> str:
     return Path(name).stem.replace("/", "_")
 
 
+def labels(entries: list[CatalogEntry], catalog: dict[str, CatalogEntry]) -> list[str]:
+    """Codec names, with the options that differ from the catalog's where a name comes twice."""
+    names = [e.name for e in entries]
+    out = []
+    for entry in entries:
+        if names.count(entry.name) == 1 or entry.name not in catalog:
+            out.append(entry.name)
+            continue
+        base = catalog[entry.name].options
+        changed = {
+            k: v for k, v in entry.options.items() if base.get(k) != v and k not in ("threads", "device")
+        }
+        out.append(entry.name + "".join(f":{k}={str(v).lower()}" for k, v in sorted(changed.items())))
+    if len(set(out)) != len(out):
+        raise ValueError("--codecs names the same codec configuration twice")
+    return out
+
+
 def write_bitstreams(
-    codecs: Iterable[tuple[CatalogEntry, tuple[float, ...]]],
+    codecs: Iterable[tuple[str, CatalogEntry, tuple[float, ...]]],
     images: Iterable[Any],
     directory: Path,
     progress: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     """Encode every (codec, image, quality), decode it once here for the reference hash, write the folder.
 
-    ``images`` are bench.datasets.ImageInfo; an encode or reference decode that fails is recorded as
+    ``codecs`` are (label, catalog entry, qualities); ``images`` are bench.datasets.ImageInfo; an encode or reference decode that fails is recorded as
     an item with ``error`` (nothing to verify) rather than stopping the others.
     """
     from bench.provenance import cpu_model, gpus
 
     images = list(images)
     items = []
-    for entry, qualities in codecs:
+    for label, entry, qualities in codecs:
         codec = codec_for(entry)
-        (directory / entry.name).mkdir(parents=True, exist_ok=True)
+        folder = label.replace(":", "_").replace("=", "-")
+        (directory / folder).mkdir(parents=True, exist_ok=True)
         for image in images:
             rgb = load_image(image.path).rgb
             for quality in qualities:
                 item = {
-                    "file": f"{entry.name}/{_stem(image.name)}-q{quality:g}.bin",
-                    "codec": entry.name,
+                    "file": f"{folder}/{_stem(image.name)}-q{quality:g}.bin",
+                    "codec": label,
                     "entry": entry.to_dict(),
                     "image": image.name,
                     "quality": quality,

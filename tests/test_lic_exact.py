@@ -130,7 +130,7 @@ def test_a_perturbed_decoder_is_reported_as_a_mismatch(tmp_path, image, part, st
     from PIL import Image
 
     Image.fromarray(image).save(info.path)
-    manifest = verify.write_bitstreams([(entry, (2.0,))], [info], tmp_path / "streams")
+    manifest = verify.write_bitstreams([("lic", entry, (2.0,))], [info], tmp_path / "streams")
     honest = verify.decode_items(manifest["items"], tmp_path / "streams", lambda item: LicCodec("lic", {}))
     assert [r["status"] for r in honest] == ["match"]
     codec = _perturbed("hyperprior", part)
@@ -265,3 +265,17 @@ def _header_fuzz_stream(codec: LicCodec) -> bytes:
 
 def test_golden_folder_has_its_remake_command():
     assert "bench verify" in (GOLDEN / "README.md").read_text()
+
+
+def test_strict_numerics_turns_tf32_off_for_the_call_only():
+    from bench.lic.codec import strict_numerics
+
+    matmul, saved = torch.backends.cuda.matmul, torch.backends.cuda.matmul.allow_tf32
+    try:
+        matmul.allow_tf32 = True  # as a training loop elsewhere in the process might leave it
+        with strict_numerics():
+            assert not matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+            assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert matmul.allow_tf32
+    finally:
+        matmul.allow_tf32 = saved

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,21 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "exact": True,  # the integer decoder side (bench.lic.integer): same pixels on every machine
 }
 STREAMS = {"factorized": 1, "hyperprior": 2}
+
+
+@contextmanager
+def strict_numerics() -> Iterator[None]:
+    """TF32 off and deterministic cuDNN kernels for one call, whatever the rest of the process set."""
+    import torch
+
+    matmul = torch.backends.cuda.matmul
+    saved = matmul.allow_tf32
+    matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+            yield
+    finally:
+        matmul.allow_tf32 = saved
 
 
 class LicCodec:
@@ -88,14 +105,8 @@ class LicCodec:
 
     def _loaded(self):
         if self._model is None:
-            import torch
-
             from bench.lic.weights import load
 
-            torch.backends.cudnn.deterministic = True
-            torch.backends.cudnn.benchmark = False
-            torch.backends.cuda.matmul.allow_tf32 = False
-            torch.backends.cudnn.allow_tf32 = False
             start = time.perf_counter()
             self._model, self.meta, sha = load(self.weights_path, self.device, self.exact)
             self._weights_id = bytes.fromhex(sha[:8])
@@ -132,7 +143,7 @@ class LicCodec:
         height, width = image.shape[:2]
         x = torch.from_numpy(np.array(image)).to(self.device).permute(2, 0, 1)[None].float() / 255
         x = model.pad(x)
-        with torch.no_grad():
+        with torch.no_grad(), strict_numerics():
             streams, symbols, indexes = model.compress(x, level)
         header = bitstream.Header(
             self.architecture,
@@ -176,7 +187,7 @@ class LicCodec:
                     "disagree with the encoder's, or the file is corrupt"
                 )
 
-        with torch.no_grad():
+        with torch.no_grad(), strict_numerics():
             pixels = model.decompress(streams, header.level, size, check)
         return np.ascontiguousarray(
             pixels[0, :, : header.height, : header.width].permute(1, 2, 0).cpu().numpy()

@@ -242,6 +242,21 @@ def build_stages(sequential: nn.Sequential, inputs: list[Tensor], in_exponent: i
     return stages
 
 
+def accumulator_bound(program: dict) -> float:
+    """The largest worst-case |accumulator| of any stage of the program (must stay below 2**53)."""
+    bounds = []
+    for part in ("h_s", "g_s"):
+        for stage in program.get(part, []):
+            if stage["op"] == "igdn":
+                weight, bias, in_max = stage["gamma"], stage["beta"], ACT_MAX**2
+            else:
+                weight, bias, in_max = stage["weight"], stage["bias"], ACT_MAX
+                weight = weight.transpose(0, 1) if stage["op"] == "deconv" else weight
+            per_channel = weight.double().abs().flatten(1).sum(1) * in_max + bias.double().abs()
+            bounds.append(per_channel.max().item())
+    return max(bounds)
+
+
 def scale_thresholds(scale_table: Tensor, acc_exponent: Tensor) -> Tensor:
     """Per channel, the integer accumulators at or below which a scale falls under each table entry."""
     table = scale_table[:-1].double()[None, :]
