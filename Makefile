@@ -3,13 +3,31 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint
+# The regression gate: re-run reports/baseline's configuration and compare (CI runs it after the tests).
+GATE_LIMITS ?= --max-bd-loss 2 --max-time-ratio 1.8 --max-kmac-ratio 1.1
+
+.PHONY: run test lint gate baseline
 run: $(VENV)/.installed
 	$(BIN)/bench run
 
 test: $(VENV)/.installed
 	scripts/install-system-tools
 	$(BIN)/python -m pytest -q
+
+gate: $(VENV)/.installed
+	rm -rf reports/gate-run
+	$(BIN)/bench run --config reports/baseline/run.json --out reports/gate-run
+	$(BIN)/bench compare reports/baseline reports/gate-run $(GATE_LIMITS)
+
+# Remake the committed baseline (a deliberate act: say why in the commit). Needs BENCH_DATA_DIR.
+baseline: $(VENV)/.installed
+	rm -rf reports/baseline && mkdir -p reports/baseline
+	$(BIN)/bench run --codecs jpeg,jp2,webp,jxl,avif,heic,lic --dataset kodak --images 2 --timing \
+	  --qualities jpeg=10,30,50,75 --qualities jp2=96,40,24,12 --qualities webp=15,50,70,85 \
+	  --qualities jxl=15,50,70,82 --qualities avif=20,45,60,72 --qualities heic=42,34,26 \
+	  --qualities lic=0,3,6 --out reports/baseline-run
+	cp reports/baseline-run/run.json reports/baseline-run/results.csv reports/baseline/
+	rm -rf reports/baseline-run
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check bench tests

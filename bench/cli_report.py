@@ -222,8 +222,15 @@ def report_command(runs, anchor, out, imports, metrics, method, rates, no_visual
     metavar="R",
     help="Fail when a codec's relative encode or decode time grows over R x.",
 )
-def compare_command(base, new, metrics, max_bd_loss, max_time_ratio) -> None:
-    """Compare run NEW with run BASE per codec: BD-rate, time ratio, errors; exit 1 when a threshold fails.
+@click.option(
+    "--max-kmac-ratio",
+    type=float,
+    metavar="R",
+    help="Fail when a learned codec's kMAC per pixel (encoder or decoder) grows over R x.",
+)
+def compare_command(base, new, metrics, max_bd_loss, max_time_ratio, max_kmac_ratio) -> None:
+    """Compare run NEW with run BASE per codec: BD-rate, time and kMAC/px ratios, errors; exit 1 when a
+    threshold fails, 2 for unusable input.
 
     Times are normalised by each run's reference codec (--time-reference of `bench run`, default jp2).
     """
@@ -238,7 +245,7 @@ def compare_command(base, new, metrics, max_bd_loss, max_time_ratio) -> None:
             click.echo(f"note: {note}", err=True)
     if not set(runs[0].rows["codec"]) & set(runs[1].rows["codec"]):
         raise UserError(f"{base} and {new} share no codec")
-    result = compare(*runs, parse_metrics(metrics, runs[1].rows), max_bd_loss, max_time_ratio)
+    result = compare(*runs, parse_metrics(metrics, runs[1].rows), max_bd_loss, max_time_ratio, max_kmac_ratio)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(format_comparison(result.table))

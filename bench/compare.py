@@ -1,4 +1,4 @@
-"""`bench compare BASE NEW`: per codec, BD-rate of NEW vs BASE, time change and errors; a CI gate.
+"""`bench compare BASE NEW`: per codec, BD-rate of NEW vs BASE, time and kMAC/px change, errors; a CI gate.
 
 Times are compared as ratios to each run's reference codec (run.json's config.timing.reference, else
 jp2 when both runs hold it), so that a slower or faster machine cancels out; without a reference in
@@ -88,15 +88,26 @@ def provenance_notes(base: Run, new: Run) -> list[str]:
     return notes
 
 
+def kmac_ratio(base: Run, new: Run, codec: str) -> float:
+    """NEW's kMAC per pixel over BASE's, the larger of encoder and decoder; NaN where not counted."""
+    ratios = []
+    for column in ("kmac_px_enc", "kmac_px_dec"):
+        if column in base.rows and column in new.rows:
+            ratios.append(_median(new, codec, column) / _median(base, codec, column))
+    ratios = [r for r in ratios if not math.isnan(r)]
+    return max(ratios) if ratios else math.nan
+
+
 def compare(
     base: Run,
     new: Run,
     metrics: list[str],
     max_bd_loss: float | None = None,
     max_time_ratio: float | None = None,
+    max_kmac_ratio: float | None = None,
 ) -> Comparison:
-    """Per codec of both runs: BD-rate (%) per metric, encode/decode time ratios, NEW's errors, and which
-    threshold it passes (``fails``)."""
+    """Per codec of both runs: BD-rate (%) per metric, encode/decode time ratios, kMAC/px ratio, NEW's
+    errors, and which threshold it passes (``fails``)."""
     notes = provenance_notes(base, new)
     reference = _reference(base, new)
     if reference not in set(base.rows["codec"]) & set(new.rows["codec"]):
@@ -118,6 +129,9 @@ def compare(
             record[name] = time_ratio(base, new, codec, column, reference)
             if max_time_ratio is not None and record[name] > max_time_ratio:
                 fails.append(f"{name} > {max_time_ratio:g}")
+        record["kmac_ratio"] = kmac_ratio(base, new, codec)
+        if max_kmac_ratio is not None and record["kmac_ratio"] > max_kmac_ratio:
+            fails.append(f"kmac_ratio > {max_kmac_ratio:g}")
         errors = int(new.rows.loc[new.rows["codec"] == codec, "error"].notna().sum())
         record["errors"] = errors
         if errors:
@@ -130,5 +144,5 @@ def compare(
 def format_comparison(table: pd.DataFrame) -> str:
     """Fixed-precision text of a comparison table."""
     formats = {name: "{:+.2f}".format for name in table.columns if name.startswith("bd_rate_")}
-    formats |= {"enc_ratio": "{:.2f}".format, "dec_ratio": "{:.2f}".format}
+    formats |= {name: "{:.2f}".format for name in ("enc_ratio", "dec_ratio", "kmac_ratio")}
     return table.replace({"fails": {"": "-"}}).to_string(index=False, formatters=formats, na_rep="nan")

@@ -51,6 +51,7 @@ class Task:
 _codecs: dict[str, Codec] = {}
 _images: dict[str, np.ndarray] = {}
 _warm: set[str] = set()
+_complexities: dict[str, dict[str, float]] = {}
 IMAGE_CACHE_SIZE = 4
 
 
@@ -74,6 +75,14 @@ def _image(task: Task) -> np.ndarray:
             _images.pop(next(iter(_images)))
         _images[task.path] = image
     return image
+
+
+def _complexity(task: Task, codec: Codec) -> dict[str, float]:
+    """The codec's complexity() (kMAC per pixel, learned codecs), once per configuration and process."""
+    if task.config_hash not in _complexities:
+        hook = getattr(codec, "complexity", None)
+        _complexities[task.config_hash] = hook() if hook else {}
+    return _complexities[task.config_hash]
 
 
 def _warm_up(task: Task, codec: Codec, image: np.ndarray) -> None:
@@ -115,6 +124,7 @@ def run_task(task: Task) -> dict[str, Any]:
         row["device"] = getattr(codec, "device", "cpu")
         _warm_up(task, codec, image)
         row["load_s"] = getattr(codec, "load_s", None)
+        row.update(_complexity(task, codec))
         if task.warmup:
             codec.decode(bytes(codec.encode(image, task.quality)), (task.height, task.width))
         sync = functools.partial(_sync, codec)

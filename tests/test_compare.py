@@ -72,3 +72,29 @@ def test_provenance_differences_are_noted(runs, tmp_path):
     result = compare(runs[6], other)
     assert result.exit_code == 0
     assert "note: provenance differs: machine.cpu:" in result.output and "Another CPU (NEW)" in result.output
+
+
+def test_a_heavier_learned_codec_fails_the_kmac_gate(tmp_path):
+    """lic's hyperprior counts more MACs per pixel than its factorized model: as NEW it passes the gate."""
+    from bench.lic.codec import LicCodec
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(data.coffee()[:64, :96]).save(photos / "coffee.png")
+    made = {}
+    for architecture in ("factorized", "hyperprior"):
+        made[architecture] = tmp_path / architecture
+        bench.run(
+            f"lic:architecture={architecture}",
+            str(photos),
+            out=str(made[architecture]),
+            executor="inline",
+            qualities={"lic": [0, 4, 7]},
+        )
+    counts = {a: LicCodec("lic", {"architecture": a}).complexity() for a in made}
+    expected = max(counts["hyperprior"][k] / counts["factorized"][k] for k in ("kmac_px_enc", "kmac_px_dec"))
+    result = compare(made["factorized"], made["hyperprior"], "--max-kmac-ratio", "1.1")
+    assert result.exit_code == 1 and "kmac_ratio > 1.1" in result.output
+    line = next(line for line in result.output.splitlines() if line.strip().startswith("lic"))
+    assert f"{expected:.2f}" in line.split() and expected > 1.1
+    assert compare(made["hyperprior"], made["factorized"], "--max-kmac-ratio", "1.1").exit_code == 0

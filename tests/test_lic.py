@@ -267,8 +267,18 @@ def test_bench_run_codes_with_lic_and_times_loading_apart(tmp_path):
     rows = pd.read_csv(out / "results.csv").sort_values(["codec", "quality"])
     assert rows["error"].isna().all() and (rows["device"] == "cpu").all()
     assert (rows["load_s"] > 0).all() and rows["psnr_rgb"].between(20, 50).all()
-    for _, group in rows.groupby("codec"):
+    for name, group in rows.groupby("codec"):
         assert group["bytes"].is_monotonic_increasing
+        counted = LicCodec(
+            name, {"architecture": "hyperprior" if name == "lic" else "factorized"}
+        ).complexity()
+        assert group["kmac_px_enc"].tolist() == [pytest.approx(counted["kmac_px_enc"])] * len(group)
+        assert group["kmac_px_dec"].tolist() == [pytest.approx(counted["kmac_px_dec"])] * len(group)
+    # the report's complexity table shows them beside the speed
+    report = CliRunner().invoke(cli, ["report", str(out), "--no-visual"])
+    assert report.exit_code == 0, report.output
+    page = (out / "report" / "index.html").read_text()
+    assert 'id="complexity"' in page and f"{counted['kmac_px_dec']:.2f}" in page
 
 
 def test_bench_run_on_cuda_without_a_gpu_is_refused_in_one_line(tmp_path):

@@ -366,3 +366,8 @@ def test_report_in_headless_chromium(run_dir, chromium):
         "[...document.querySelectorAll('#speed tbody tr')].map(r => r.cells[0].textContent)"
     )
     assert speed == CODECS
+    complexity = chromium.evaluate(
+        "[...document.querySelectorAll('#complexity tbody tr')].map(r => [...r.cells].map(c => c.textContent))"
+    )
+    assert [row[0] for row in complexity] == CODECS
+    assert all(row[1:3] == ["-", "-"] for row in complexity)  # no kMAC count for traditional codecs

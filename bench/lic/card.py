@@ -11,36 +11,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
-
+from bench.complexity import kmac_per_pixel
 from bench.lic import integer, weights
-from bench.lic.model import GainedModel
 
 RESULTS_MARKER = "<!-- measured results: kept as they are when the card is regenerated -->"
-COUNT_SHAPE = (512, 768)  # a Kodak image, landscape
-
-
-def _macs(function, *args) -> float:
-    """Multiply-accumulates of a call: FLOPs of convolutions and matrix products / 2."""
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        function(*args)
-    return counter.get_total_flops() / 2
-
-
-def kmac_per_pixel(model: GainedModel) -> tuple[float, float]:
-    """Encoder and decoder kMAC per pixel on a 768 x 512 input (entropy coding not counted)."""
-    height, width = COUNT_SHAPE
-    x = torch.zeros(1, 3, height, width)
-    y = model.g_a(x)
-    pixels = height * width
-    if hasattr(model, "h_a"):
-        z = model.h_a(y)
-        encoder = _macs(model.g_a, x) + _macs(model.h_a, y) + _macs(model.h_s, z)
-        decoder = _macs(model.h_s, z) + _macs(model.g_s, y)
-    else:
-        encoder, decoder = _macs(model.g_a, x), _macs(model.g_s, y)
-    return encoder / pixels / 1e3, decoder / pixels / 1e3
 
 
 def _section(path: Path) -> str:

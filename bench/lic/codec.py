@@ -114,6 +114,13 @@ class LicCodec:
             self.load_s = time.perf_counter() - start
         return self._model
 
+    def complexity(self) -> dict[str, float]:
+        """Encoder and decoder kMAC per pixel (bench.complexity)."""
+        from bench.complexity import kmac_per_pixel
+
+        encoder, decoder = kmac_per_pixel(self._loaded())
+        return {"kmac_px_enc": encoder, "kmac_px_dec": decoder}
+
     def warmup(self) -> None:
         """Load the model (timed apart as load_s) and run one small round trip."""
         self._loaded()

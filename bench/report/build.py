@@ -1,7 +1,8 @@
 """`bench report`: one self-contained index.html plus the figures as PNG, SVG and PDF.
 
 Sections: what was run, RD curves, BD tables (per image with CI, and of the mean curves), speed,
-per-image results, a visual comparison at a few target rates, notes.
+complexity (kMAC/px, MP/s on CPU and GPU, rate savings), per-image results, a visual comparison at a
+few target rates, notes.
 """
 
 from __future__ import annotations
@@ -46,6 +47,25 @@ def speed_table(rows: pd.DataFrame) -> pd.DataFrame:
             "device": grouped["device"].agg(lambda d: ",".join(sorted(set(map(str, d))))),
         }
     )
+
+
+def complexity_table(rows: pd.DataFrame, bd, metric: str | None) -> pd.DataFrame:
+    """Per codec: kMAC/px of encoder and decoder (learned codecs), median MP/s on CPU and on GPU, and the
+    BD-rate on ``metric`` from the BD table ``bd`` (the rate saving bought by that complexity)."""
+    rows = ok_rows(rows)
+    columns = {}
+    for label, group in rows.groupby("label", sort=False):
+        gpu = group["device"].astype(str).str.startswith("cuda")
+        record = {}
+        for column, name in (("kmac_px_enc", "encoder kMAC/px"), ("kmac_px_dec", "decoder kMAC/px")):
+            record[name] = group[column].median() if column in group else math.nan
+        for where, part in (("CPU", group[~gpu]), ("GPU", group[gpu])):
+            record[f"encode MP/s {where}"] = part["enc_mps"].median() if len(part) else math.nan
+            record[f"decode MP/s {where}"] = part["dec_mps"].median() if len(part) else math.nan
+        cell = bd.cells.get((label, metric)) if bd is not None and metric else None
+        record[f"BD-rate {metric} (%)" if metric else "BD-rate (%)"] = cell.value if cell else math.nan
+        columns[label] = record
+    return pd.DataFrame.from_dict(columns, orient="index")
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -282,11 +302,22 @@ def build_report(
         notes += visual_notes
     speed = speed_table(rows)
     speed_rows = [[label, *(_fmt(v) for v in values)] for label, values in zip(speed.index, speed.values)]
+    bd = curve_table if curve_table is not None else image_table
+    complexity = complexity_table(rows, bd, request.metrics[0] if request.metrics else None)
+    complexity_rows = [
+        [label, *(_fmt(v) for v in values)] for label, values in zip(complexity.index, complexity.values)
+    ]
     sections = [
         ("run", "What was run", run_section(runs, rows)),
         ("rd", "RD curves", figures_section(rows, imported, request, out, title)),
         ("bd", "BD-rate", "".join(bd_parts) or "<p>No BD table (see the notes).</p>"),
         ("speed", "Speed", html.table(["codec", *speed.columns], speed_rows, table_id="speed")),
+        (
+            "complexity",
+            "Complexity",
+            html.table(["codec", *complexity.columns], complexity_rows, table_id="complexity")
+            + f"<p>BD-rate against {html.esc(str(anchor))}; kMAC/px counted on a 768 x 512 input (bench/complexity.py).</p>",
+        ),
         ("images", "Per-image results", per_image_section(image_table, rows)),
         ("visual", "Visual comparison", visual_section(comparisons, out)),
         ("notes", "Notes", html.bullet_list(notes) or "<p>None.</p>"),
