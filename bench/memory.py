@@ -5,6 +5,9 @@ RSS; VmHWM read after the call is the peak during it, the process's baseline (Py
 image) included. A call that runs external tools (subprocess codecs) gets NaN: a child's ru_maxrss
 also counts the parent's memory it was forked from, so it does not measure the tool.
 Where clear_refs cannot be written (not Linux): NaN.
+
+On a CUDA device, ``peak_gpu`` gives torch's max_memory_allocated during a call (the caching
+allocator's tensors: what the codec's model and activations take, not the CUDA context).
 """
 
 from __future__ import annotations
@@ -47,3 +50,16 @@ def peak_rss(call: Callable[[], Any]) -> tuple[Any, float]:
     result = call()
     peak = status_mb("VmHWM") if reset else math.nan
     return result, peak if tool.started == tools else math.nan
+
+
+def peak_gpu(call: Callable[[], Any], device: str) -> tuple[Any, float]:
+    """``call()`` and torch's peak allocated GPU memory in MB during it; NaN when not on a CUDA device."""
+    if not str(device).startswith("cuda"):
+        return call(), math.nan
+    import torch
+
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    result = call()
+    torch.cuda.synchronize(device)
+    return result, torch.cuda.max_memory_allocated(device) / 1e6

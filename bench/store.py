@@ -9,7 +9,8 @@ from typing import Any, Self
 
 import pandas as pd
 
-SCHEMA_VERSION = 5  # 2: load_s; 3: repeats; 4: enc_peak_rss_mb, dec_peak_rss_mb; 5: kmac_px_enc, kmac_px_dec
+# 2: load_s; 3: repeats; 4: enc_peak_rss_mb, dec_peak_rss_mb; 5: kmac_px_*, *_gpu_peak_mb
+SCHEMA_VERSION = 5
 
 # name -> SQLite type; order is the column order of results.csv (docs/results.md describes each).
 COLUMNS: dict[str, str] = {
@@ -35,6 +36,8 @@ COLUMNS: dict[str, str] = {
     "load_s": "REAL",
     "enc_peak_rss_mb": "REAL",
     "dec_peak_rss_mb": "REAL",
+    "enc_gpu_peak_mb": "REAL",
+    "dec_gpu_peak_mb": "REAL",
     "kmac_px_enc": "REAL",
     "kmac_px_dec": "REAL",
     "repeats": "INTEGER",

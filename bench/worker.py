@@ -19,7 +19,7 @@ from bench import metrics
 from bench.catalog import CatalogEntry
 from bench.codec import Codec, codec_for
 from bench.images import load_image
-from bench.memory import peak_rss
+from bench.memory import peak_gpu, peak_rss
 from bench.timing import timed_median
 
 WARMUP_SIDE = 64
@@ -129,12 +129,14 @@ def run_task(task: Task) -> dict[str, Any]:
             codec.decode(bytes(codec.encode(image, task.quality)), (task.height, task.width))
         sync = functools.partial(_sync, codec)
         encode = functools.partial(codec.encode, image, task.quality)
-        (data, enc_s), row["enc_peak_rss_mb"] = peak_rss(
-            functools.partial(timed_median, encode, task.repeat, sync, "encode")
+        ((data, enc_s), row["enc_peak_rss_mb"]), row["enc_gpu_peak_mb"] = peak_gpu(
+            functools.partial(peak_rss, functools.partial(timed_median, encode, task.repeat, sync, "encode")),
+            row["device"],
         )
         decode = functools.partial(codec.decode, bytes(data), (task.height, task.width))
-        (reconstruction, dec_s), row["dec_peak_rss_mb"] = peak_rss(
-            functools.partial(timed_median, decode, task.repeat, sync, "decode")
+        ((reconstruction, dec_s), row["dec_peak_rss_mb"]), row["dec_gpu_peak_mb"] = peak_gpu(
+            functools.partial(peak_rss, functools.partial(timed_median, decode, task.repeat, sync, "decode")),
+            row["device"],
         )
         expected = (task.height, task.width, 3)
         if reconstruction.shape != expected or reconstruction.dtype != np.uint8:

@@ -60,3 +60,4 @@ def test_rows_carry_plausible_peaks_for_in_process_codecs_and_nan_for_tools(tmp_
         # this process's peak (Python, numpy, the image) during the call: tens to hundreds of MB
         assert 10 < rows.loc["jpeg", column] < 20_000
         assert math.isnan(rows.loc["cjpeg", column])
+    assert rows[["enc_gpu_peak_mb", "dec_gpu_peak_mb"]].isna().all().all()  # on the CPU: no GPU peak

@@ -334,7 +334,8 @@ def test_store_of_an_older_schema_gains_the_new_columns_and_resumes(tmp_path):
     """A results.sqlite written before the repeats and peak RSS columns existed stays usable."""
     from bench.store import KEY, Store
 
-    old = [name for name in COLUMNS if name not in ("repeats", "enc_peak_rss_mb", "dec_peak_rss_mb")]
+    added = ("repeats", "enc_peak_rss_mb", "dec_peak_rss_mb", "enc_gpu_peak_mb", "dec_gpu_peak_mb")
+    old = [name for name in COLUMNS if name not in (*added, "kmac_px_enc", "kmac_px_dec")]
     database = tmp_path / "results.sqlite"
     connection = sqlite3.connect(database)
     connection.execute(f"CREATE TABLE results ({', '.join(old)}, PRIMARY KEY ({', '.join(KEY)}))")
