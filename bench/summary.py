@@ -10,14 +10,22 @@ MEAN_COLUMNS = ["bpp", "psnr_rgb", "ms_ssim_db", "enc_ms", "dec_ms"]
 REL_COLUMNS = ["enc_rel", "dec_rel"]
 
 
+def by_configuration(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose codec name comes with several configurations renamed ``codec:<config hash[:8]>``."""
+    configs = rows.groupby("codec")["config_hash"].transform("nunique")
+    named = rows["codec"].where(configs <= 1, rows["codec"] + ":" + rows["config_hash"].str[:8])
+    return rows.assign(codec=named)
+
+
 def summary(rows: pd.DataFrame, reference: str | None = None) -> pd.DataFrame:
     """Per codec and quality: images, errors, mean bpp, psnr_rgb, ms_ssim_db, encode/decode ms.
 
     Means are over the images of each point, as CompressAI averages; failed tasks are counted, not averaged.
+    A codec run in several configurations (``--codecs lic,lic:exact=false``) gets a line per configuration.
     With a ``reference`` codec, ``enc_rel`` and ``dec_rel`` are the medians over the images of each time
     divided by the reference's median time on the same image (timing.relative_times).
     """
-    rows = relative_times(rows, reference) if reference else rows
+    rows = by_configuration(relative_times(rows, reference) if reference else rows)
     ok = rows[rows["error"].isna()].assign(enc_ms=rows["enc_s"] * 1e3, dec_ms=rows["dec_s"] * 1e3)
     means = ok.groupby(["codec", "quality"])[MEAN_COLUMNS].mean()
     if reference:

@@ -351,3 +351,25 @@ def test_store_of_an_older_schema_gains_the_new_columns_and_resumes(tmp_path):
     assert list(frame.columns) == list(COLUMNS)
     stored = frame.set_index("image_sha256")["repeats"]
     assert pd.isna(stored["a"]) and stored["b"] == 3
+
+
+def test_summary_gives_each_configuration_of_a_codec_its_own_lines():
+    from bench.summary import summary
+
+    rows = pd.DataFrame(
+        {
+            "codec": ["lic", "lic", "jpeg"],
+            "config_hash": ["aaaaaaaa11", "bbbbbbbb22", "cccccccc33"],
+            "quality": [0.0, 0.0, 50.0],
+            "image": ["a.png"] * 3,
+            "bpp": [0.2, 0.3, 0.8],
+            "psnr_rgb": [25.0, 25.0, 31.0],
+            "ms_ssim_db": [9.0, 9.0, 15.0],
+            "enc_s": [0.5, 0.5, 0.001],
+            "dec_s": [2.0, 1.0, 0.001],
+            "error": [None, None, None],
+        }
+    )
+    table = summary(rows)
+    assert table["codec"].tolist() == ["jpeg", "lic:aaaaaaaa", "lic:bbbbbbbb"]
+    assert table["bpp"].tolist() == [0.8, 0.2, 0.3]
