@@ -36,7 +36,8 @@ VARIANT_TIMEOUT_S = 3600
 
 @dataclass(frozen=True)
 class Variant:
-    """One way of decoding: environment variables (set before torch loads) and codec overrides."""
+    """One way of decoding: environment variables (set before torch loads) and codec overrides (threads
+    and device, for codecs with those options: bitstreams encoded on a GPU decode here on the CPU)."""
 
     name: str
     description: str
@@ -58,14 +59,23 @@ def default_variants() -> list[Variant]:
     cores = max(2, os.cpu_count() or 2)
     one = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     variants = [
-        Variant("1-thread", "one thread", one, threads=1),
-        Variant(f"{cores}-threads", f"{cores} threads", {"OMP_NUM_THREADS": str(cores)}, threads=cores),
-        Variant("no-onednn", "oneDNN off: PyTorch's own CPU kernels", one, threads=1, onednn=False),
+        Variant("1-thread", "one thread", one, threads=1, device="cpu"),
+        Variant(
+            f"{cores}-threads",
+            f"{cores} threads",
+            {"OMP_NUM_THREADS": str(cores)},
+            threads=cores,
+            device="cpu",
+        ),
+        Variant(
+            "no-onednn", "oneDNN off: PyTorch's own CPU kernels", one, threads=1, onednn=False, device="cpu"
+        ),
         Variant(
             "avx2",
             "AVX2 kernels only (DNNL_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2)",
             one | {"DNNL_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
             threads=1,
+            device="cpu",
         ),
     ]
     if _cuda_available():
