@@ -75,9 +75,15 @@ def _parse_qualities(values: tuple[str, ...]) -> dict[str, list[float]]:
 )
 @click.option(
     "--executor",
-    type=click.Choice(["inline", "local"]),
+    type=click.Choice(["inline", "local", "dask"]),
     default=None,
-    help="local: a pool of worker processes [default]; inline: in this process, for debugging.",
+    help="local: a pool of worker processes [default]; dask: a Dask cluster (--scheduler, else a "
+    "LocalCluster of --jobs workers); inline: in this process, for debugging.",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="With --executor dask: a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (workers must see the images' paths).",
 )
 @click.option(
     "--out",
@@ -115,6 +121,7 @@ def run_command(
     threads,
     device,
     executor,
+    scheduler,
     out,
     config_path,
     skip_unavailable,
@@ -150,6 +157,7 @@ def run_command(
         "threads": threads,
         "device": device,
         "executor": executor,
+        "scheduler": scheduler,
         "out": out,
         "skip_unavailable": skip_unavailable or None,
         "skip_bad": skip_bad or None,

@@ -86,16 +86,22 @@ def adapter_names() -> list[str]:
 
 
 def load_factory(adapter: str) -> CodecFactory:
-    """Import the factory for ``adapter``; raises LookupError or ImportError with the reason."""
+    """Import the factory for ``adapter``: a built-in name, an entry point's name, or ``module:function``
+    (an importable module, e.g. a local adapter on PYTHONPATH); raises LookupError or ImportError."""
     if adapter in BUILTIN_ADAPTERS:
         module_name, func = BUILTIN_ADAPTERS[adapter].split(":")
         return getattr(importlib.import_module(module_name), func)
     eps = _entry_point_factories()
     if adapter in eps:
         return eps[adapter].load()
+    module_name, colon, func = adapter.partition(":")
+    if colon and module_name and func:
+        factory = getattr(importlib.import_module(module_name), func, None)
+        if callable(factory):
+            return factory
     raise LookupError(
-        f"no adapter named {adapter!r}: not built in and no package registers it "
-        f"under the entry-point group {ENTRY_POINT_GROUP!r}"
+        f"no adapter named {adapter!r}: not built in, no package registers it under the entry-point group "
+        f"{ENTRY_POINT_GROUP!r}, and it is not an importable module:function"
     )
 
 

@@ -1,4 +1,11 @@
-"""Where tasks run: inline (in this process, for debugging) or a pool of local worker processes."""
+"""Where tasks run: inline (in this process, for debugging), a pool of local worker processes, or Dask.
+
+With Dask (dask.distributed), ``--scheduler ADDRESS`` connects to a running cluster, else a
+LocalCluster of ``jobs`` single-threaded worker processes starts for the run. Workers read the images
+from the paths in the tasks (a path they share with the client); rows come back to the client, whose
+store stays the only record. A task whose worker dies is retried on another worker; a task that kills
+``ATTEMPTS`` workers (a codec that crashes its process) becomes an error row and the run goes on.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +16,12 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
-from bench.worker import Task, run_task
+from bench.errors import UserError
+from bench.worker import Task, failed_row, run_task
 
-EXECUTORS = ("inline", "local")
+EXECUTORS = ("inline", "local", "dask")
+ATTEMPTS = 3  # workers a task may take down before it becomes an error row (dask's allowed-failures + 1)
+CONNECT_TIMEOUT_S = 20
 
 
 def default_jobs() -> int:
@@ -59,10 +69,86 @@ def run_local(tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
                 future.cancel()
 
 
-def execute(tasks: Sequence[Task], executor: str, jobs: int) -> Iterator[dict[str, Any]]:
+_threads_set = False
+
+
+def _dask_task(task: Task) -> dict[str, Any]:
+    """run_task on a Dask worker, with one math thread per worker process (as the local pool's)."""
+    global _threads_set
+    if not _threads_set:
+        import torch
+
+        torch.set_num_threads(1)
+        _threads_set = True
+    return run_task(task)
+
+
+def _dask_client(jobs: int, scheduler: str | None):
+    """(client, None) for the cluster at ``scheduler``, else (client, cluster) of a new LocalCluster."""
+    import logging
+
+    import dask
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            return Client(scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False), None
+        except (OSError, TimeoutError) as exc:
+            raise UserError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+    settings = {
+        "distributed.scheduler.allowed-failures": ATTEMPTS - 1,
+        # one task per worker at a time: a crash then counts against the crashing task only
+        "distributed.scheduler.worker-saturation": 1.0,
+    }
+    with dask.config.set(settings):
+        cluster = LocalCluster(
+            n_workers=jobs,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
+    return Client(cluster, set_as_default=False), cluster
+
+
+def run_dask(tasks: Sequence[Task], jobs: int, scheduler: str | None) -> Iterator[dict[str, Any]]:
+    """Run tasks on a Dask cluster, yielding rows as they finish; a task that kills its workers is an
+    error row."""
+    from distributed import as_completed
+    from distributed.scheduler import KilledWorker
+
+    if not tasks:
+        return
+    client, cluster = _dask_client(jobs, scheduler)
+    try:
+        futures = {
+            client.submit(_dask_task, task, pure=False, key=f"bench-task-{i}-{task.config_hash[:8]}"): task
+            for i, task in enumerate(tasks)
+        }
+        for future in as_completed(list(futures), loop=client.loop):
+            task = futures[future]
+            try:
+                yield future.result()
+            except KilledWorker:
+                yield failed_row(
+                    task, f"WorkerDied: the task's worker process died {ATTEMPTS} times (a codec crash?)"
+                )
+            except Exception as exc:  # noqa: BLE001 - run_task does not raise; this is the cluster failing
+                yield failed_row(task, f"{type(exc).__name__}: {exc}")
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def execute(
+    tasks: Sequence[Task], executor: str, jobs: int, scheduler: str | None = None
+) -> Iterator[dict[str, Any]]:
     """Rows of ``tasks`` in completion order."""
     if executor == "inline":
         return run_inline(tasks)
     if executor == "local":
         return run_local(tasks, jobs)
+    if executor == "dask":
+        return run_dask(tasks, jobs, scheduler)
     raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")

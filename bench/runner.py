@@ -44,6 +44,7 @@ class RunRequest:
     threads: int | None = None
     device: str | None = None  # cpu, cuda, auto: for codecs that take a device option (learned codecs)
     executor: str = "local"
+    scheduler: str | None = None  # a Dask scheduler's address (executor dask); None: a LocalCluster
     out: str | None = None
     skip_unavailable: bool = False
     skip_bad: bool = False
@@ -162,6 +163,8 @@ def resolve(request: RunRequest) -> RunPlan:
     """Check everything the user asked for, before any work."""
     if request.executor not in EXECUTORS:
         raise UserError(f"unknown executor {request.executor!r}; choose from {', '.join(EXECUTORS)}")
+    if request.scheduler and request.executor != "dask":
+        raise UserError("--scheduler needs --executor dask")
     jobs = 1 if request.executor == "inline" else default_jobs() if request.jobs is None else request.jobs
     if jobs < 1:
         raise UserError("--jobs must be at least 1")
@@ -333,7 +336,7 @@ def execute_plan(plan: RunPlan, progress: Callable[[int], Any] | None = None) ->
         new_rows: list[dict[str, Any]] = []
         bar = progress(len(tasks)) if progress else None
         try:
-            for row in execute(tasks, plan.executor, plan.jobs):
+            for row in execute(tasks, plan.executor, plan.jobs, plan.request.scheduler):
                 store.add(row)
                 new_rows.append(row)
                 if bar is not None:

@@ -102,9 +102,9 @@ def _sync(codec: Codec) -> None:
         codec.sync()
 
 
-def run_task(task: Task) -> dict[str, Any]:
-    """Run one task and return its row; never raises for a codec or metric failure."""
-    row: dict[str, Any] = {
+def base_row(task: Task) -> dict[str, Any]:
+    """The row's identity and settings, before anything runs."""
+    return {
         "dataset": task.dataset,
         "image": task.image,
         "image_sha256": task.image_sha256,
@@ -118,6 +118,16 @@ def run_task(task: Task) -> dict[str, Any]:
         "device": "cpu",
         "repeats": task.repeat,
     }
+
+
+def failed_row(task: Task, error: str) -> dict[str, Any]:
+    """The row of a task that could not run to its end (its worker died, it timed out)."""
+    return base_row(task) | {"error": error[:500]}
+
+
+def run_task(task: Task) -> dict[str, Any]:
+    """Run one task and return its row; never raises for a codec or metric failure."""
+    row = base_row(task)
     try:
         image = _image(task)
         codec = _codec(task)
