@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -324,8 +326,39 @@ def harness_overhead(rows: list[dict[str, Any]], wall_s: float, jobs: int) -> fl
     return 1.0 - busy / (wall_s * jobs) if wall_s > 0 else math.nan
 
 
+@contextmanager
+def run_dir_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory's lock (an flock on .lock) for one run; refuse if another run holds it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / ".lock").open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise UserError(
+                f"another bench run (pid {holder}) is writing to {run_dir}: wait for it, or use another --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def execute_plan(plan: RunPlan, progress: Callable[[int], Any] | None = None) -> RunOutcome:
-    """Run the tasks the store lacks; one transaction per finished task; export results.csv."""
+    """Run the tasks the store lacks; one transaction per finished task; export results.csv.
+
+    One run at a time per run directory: a second one started meanwhile is refused (run_dir_lock).
+    """
+    with run_dir_lock(plan.run_dir):
+        return _execute_locked(plan, progress)
+
+
+def _execute_locked(plan: RunPlan, progress: Callable[[int], Any] | None) -> RunOutcome:
     start = time.perf_counter()
     _prepare_run_dir(plan)
     with Store(plan.run_dir / "results.sqlite") as store:

@@ -147,3 +147,20 @@ def test_an_unreachable_scheduler_is_refused_in_one_line(photos, tmp_path):
     assert result.exit_code == 2 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in result.output
     result = CliRunner().invoke(cli, ["run", "--codecs", "jpeg", "--scheduler", "tcp://127.0.0.1:9"])
     assert result.exit_code == 2 and "--scheduler needs --executor dask" in result.output
+
+
+def test_a_second_run_into_the_same_directory_is_refused_while_the_first_runs(photos, tmp_path):
+    """A run holds its directory's lock (here this test process does); another `bench run` process on
+    the same --out is refused in one line, and runs once the lock is released."""
+    from bench.runner import run_dir_lock
+
+    out = tmp_path / "shared"
+    command = [sys.executable, "-m", "bench.cli", "run", "--codecs", "jpeg", "--dataset", str(photos),
+               "--qualities", "jpeg=50", "--executor", "inline", "--out", str(out)]  # fmt: skip
+    with run_dir_lock(out):
+        second = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert second.returncode == 2
+    assert f"another bench run (pid {os.getpid()}) is writing to {out}" in second.stderr
+    assert not (out / "results.sqlite").exists()  # refused before touching the store
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert again.returncode == 0 and "2 task(s) run, 0 already stored" in again.stdout
