@@ -86,6 +86,12 @@ def _parse_qualities(values: tuple[str, ...]) -> dict[str, list[float]]:
     help="With --executor dask: a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (workers must see the images' paths).",
 )
 @click.option(
+    "--task-timeout",
+    type=float,
+    metavar="SECONDS",
+    help="With --executor dask: a task running longer ends its worker; after 3 tries it is an error row.",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False),
     help="Run directory [default: reports/runs/<dataset>-<config id>].",
@@ -122,6 +128,7 @@ def run_command(
     device,
     executor,
     scheduler,
+    task_timeout,
     out,
     config_path,
     skip_unavailable,
@@ -158,6 +165,7 @@ def run_command(
         "device": device,
         "executor": executor,
         "scheduler": scheduler,
+        "task_timeout": task_timeout,
         "out": out,
         "skip_unavailable": skip_unavailable or None,
         "skip_bad": skip_bad or None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
@@ -22,6 +23,7 @@ from bench.worker import Task, failed_row, run_task
 EXECUTORS = ("inline", "local", "dask")
 ATTEMPTS = 3  # workers a task may take down before it becomes an error row (dask's allowed-failures + 1)
 CONNECT_TIMEOUT_S = 20
+TIMEOUT_EXIT = 75  # exit status of a worker that ended itself at the task timeout
 
 
 def default_jobs() -> int:
@@ -72,15 +74,27 @@ def run_local(tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
 _threads_set = False
 
 
-def _dask_task(task: Task) -> dict[str, Any]:
-    """run_task on a Dask worker, with one math thread per worker process (as the local pool's)."""
+def _dask_task(task: Task, timeout_s: float | None = None) -> dict[str, Any]:
+    """run_task on a Dask worker, with one math thread per worker process (as the local pool's).
+
+    Past ``timeout_s`` the worker process ends itself (a hung codec cannot be interrupted in-thread):
+    Dask retries the task elsewhere, and after ATTEMPTS it becomes an error row.
+    """
     global _threads_set
     if not _threads_set:
         import torch
 
         torch.set_num_threads(1)
         _threads_set = True
-    return run_task(task)
+    watchdog = threading.Timer(timeout_s, os._exit, [TIMEOUT_EXIT]) if timeout_s else None
+    if watchdog is not None:
+        watchdog.daemon = True
+        watchdog.start()
+    try:
+        return run_task(task)
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
 
 
 def _dask_client(jobs: int, scheduler: str | None):
@@ -111,9 +125,11 @@ def _dask_client(jobs: int, scheduler: str | None):
     return Client(cluster, set_as_default=False), cluster
 
 
-def run_dask(tasks: Sequence[Task], jobs: int, scheduler: str | None) -> Iterator[dict[str, Any]]:
-    """Run tasks on a Dask cluster, yielding rows as they finish; a task that kills its workers is an
-    error row."""
+def run_dask(
+    tasks: Sequence[Task], jobs: int, scheduler: str | None, timeout_s: float | None = None
+) -> Iterator[dict[str, Any]]:
+    """Run tasks on a Dask cluster, yielding rows as they finish; a task that kills its workers (or
+    outlives ``timeout_s`` on each of them) is an error row."""
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
 
@@ -122,7 +138,9 @@ def run_dask(tasks: Sequence[Task], jobs: int, scheduler: str | None) -> Iterato
     client, cluster = _dask_client(jobs, scheduler)
     try:
         futures = {
-            client.submit(_dask_task, task, pure=False, key=f"bench-task-{i}-{task.config_hash[:8]}"): task
+            client.submit(
+                _dask_task, task, timeout_s, pure=False, key=f"bench-task-{i}-{task.config_hash[:8]}"
+            ): task
             for i, task in enumerate(tasks)
         }
         for future in as_completed(list(futures), loop=client.loop):
@@ -131,7 +149,9 @@ def run_dask(tasks: Sequence[Task], jobs: int, scheduler: str | None) -> Iterato
                 yield future.result()
             except KilledWorker:
                 yield failed_row(
-                    task, f"WorkerDied: the task's worker process died {ATTEMPTS} times (a codec crash?)"
+                    task,
+                    f"WorkerDied: the task's worker process died {ATTEMPTS} times "
+                    "(a codec crash, or a hang past --task-timeout)",
                 )
             except Exception as exc:  # noqa: BLE001 - run_task does not raise; this is the cluster failing
                 yield failed_row(task, f"{type(exc).__name__}: {exc}")
@@ -142,13 +162,17 @@ def run_dask(tasks: Sequence[Task], jobs: int, scheduler: str | None) -> Iterato
 
 
 def execute(
-    tasks: Sequence[Task], executor: str, jobs: int, scheduler: str | None = None
+    tasks: Sequence[Task],
+    executor: str,
+    jobs: int,
+    scheduler: str | None = None,
+    task_timeout_s: float | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Rows of ``tasks`` in completion order."""
+    """Rows of ``tasks`` in completion order (``scheduler`` and ``task_timeout_s``: Dask only)."""
     if executor == "inline":
         return run_inline(tasks)
     if executor == "local":
         return run_local(tasks, jobs)
     if executor == "dask":
-        return run_dask(tasks, jobs, scheduler)
+        return run_dask(tasks, jobs, scheduler, task_timeout_s)
     raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")

@@ -47,6 +47,7 @@ class RunRequest:
     device: str | None = None  # cpu, cuda, auto: for codecs that take a device option (learned codecs)
     executor: str = "local"
     scheduler: str | None = None  # a Dask scheduler's address (executor dask); None: a LocalCluster
+    task_timeout: float | None = None  # seconds per task (executor dask)
     out: str | None = None
     skip_unavailable: bool = False
     skip_bad: bool = False
@@ -165,8 +166,10 @@ def resolve(request: RunRequest) -> RunPlan:
     """Check everything the user asked for, before any work."""
     if request.executor not in EXECUTORS:
         raise UserError(f"unknown executor {request.executor!r}; choose from {', '.join(EXECUTORS)}")
-    if request.scheduler and request.executor != "dask":
-        raise UserError("--scheduler needs --executor dask")
+    if (request.scheduler or request.task_timeout) and request.executor != "dask":
+        raise UserError("--scheduler and --task-timeout need --executor dask")
+    if request.task_timeout is not None and request.task_timeout <= 0:
+        raise UserError("--task-timeout must be positive")
     jobs = 1 if request.executor == "inline" else default_jobs() if request.jobs is None else request.jobs
     if jobs < 1:
         raise UserError("--jobs must be at least 1")
@@ -369,7 +372,8 @@ def _execute_locked(plan: RunPlan, progress: Callable[[int], Any] | None) -> Run
         new_rows: list[dict[str, Any]] = []
         bar = progress(len(tasks)) if progress else None
         try:
-            for row in execute(tasks, plan.executor, plan.jobs, plan.request.scheduler):
+            request = plan.request
+            for row in execute(tasks, plan.executor, plan.jobs, request.scheduler, request.task_timeout):
                 store.add(row)
                 new_rows.append(row)
                 if bar is not None:

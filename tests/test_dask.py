@@ -101,6 +101,24 @@ def test_a_codec_that_crashes_its_worker_every_time_becomes_error_rows(photos, t
     assert errors.loc["crashy"].str.startswith("WorkerDied: the task's worker process died 3 times").all()
 
 
+def test_a_hanging_codec_is_cut_at_the_task_timeout_and_the_run_goes_on(photos, tmp_path, tools_on_path):
+    hang, jpeg = entry("hang", "tools.crashy:hang"), entry("jpeg", "imagecodecs.jpeg")
+    start = time.monotonic()
+    rows = bench.run(
+        None,
+        str(photos),
+        out=str(tmp_path / "d"),
+        executor="dask",
+        jobs=2,
+        entries=[hang, jpeg],
+        task_timeout=3,
+    )
+    assert time.monotonic() - start < 120  # 4 hanging tasks x 3 tries x 3 s, on 2 workers, plus restarts
+    errors = rows.set_index(["codec", "image"])["error"]
+    assert len(rows) == 8 and errors.loc["jpeg"].isna().all()
+    assert errors.loc["hang"].str.contains("hang past --task-timeout").all()
+
+
 def _wait_for(path: Path, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while not path.exists():
@@ -146,7 +164,7 @@ def test_an_unreachable_scheduler_is_refused_in_one_line(photos, tmp_path):
     )  # fmt: skip
     assert result.exit_code == 2 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in result.output
     result = CliRunner().invoke(cli, ["run", "--codecs", "jpeg", "--scheduler", "tcp://127.0.0.1:9"])
-    assert result.exit_code == 2 and "--scheduler needs --executor dask" in result.output
+    assert result.exit_code == 2 and "--scheduler and --task-timeout need --executor dask" in result.output
 
 
 def test_a_second_run_into_the_same_directory_is_refused_while_the_first_runs(photos, tmp_path):

@@ -2,13 +2,15 @@
 
 Catalog entries name them as ``tools.crashy:always`` or ``tools.crashy:once`` (module:function, with
 tests/ on PYTHONPATH). Option ``marker``: a folder; ``once`` kills its process on the first encode of
-each quality (leaving a marker file there) and works on the retry; ``always`` kills it every time.
+each quality (leaving a marker file there) and works on the retry; ``always`` kills it every time;
+``hang`` sleeps for an hour in every encode.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,11 @@ from bench.codec import make_codec
 
 
 class Crashy:
-    def __init__(self, name: str, options: dict[str, Any], every_time: bool):
+    def __init__(self, name: str, options: dict[str, Any], every_time: bool, hang: bool = False):
         self.name = name
         self.marker = Path(options.get("marker", "."))
         self.every_time = every_time
+        self.hang = hang
         self.inner = make_codec(name, "imagecodecs.jpeg", {"threads": options.get("threads", 1)})
 
     def available(self) -> str | None:
@@ -31,7 +34,9 @@ class Crashy:
         return self.inner.versions()
 
     def encode(self, image: np.ndarray, quality: float) -> bytes:
-        if image.shape[0] > 64:  # not the harness's 64 x 64 warm-up
+        if image.shape[0] > 64 and self.hang:  # not the harness's 64 x 64 warm-up
+            time.sleep(3600)
+        if image.shape[0] > 64:
             mark = self.marker / f"q{quality:g}"
             if self.every_time or not mark.exists():
                 mark.touch()
@@ -48,3 +53,7 @@ def always(name: str, options: dict[str, Any]) -> Crashy:
 
 def once(name: str, options: dict[str, Any]) -> Crashy:
     return Crashy(name, options, every_time=False)
+
+
+def hang(name: str, options: dict[str, Any]) -> Crashy:
+    return Crashy(name, options, every_time=False, hang=True)
