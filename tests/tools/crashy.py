@@ -22,7 +22,7 @@ from bench.codec import make_codec
 class Crashy:
     def __init__(self, name: str, options: dict[str, Any], every_time: bool, hang: bool = False):
         self.name = name
-        self.marker = Path(options.get("marker", "."))
+        self.marker = Path(options["marker"]) if "marker" in options else None
         self.every_time = every_time
         self.hang = hang
         self.inner = make_codec(name, "imagecodecs.jpeg", {"threads": options.get("threads", 1)})
@@ -36,9 +36,11 @@ class Crashy:
     def encode(self, image: np.ndarray, quality: float) -> bytes:
         if image.shape[0] > 64 and self.hang:  # not the harness's 64 x 64 warm-up
             time.sleep(3600)
-        if image.shape[0] > 64:
+        if image.shape[0] > 64 and self.every_time:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if image.shape[0] > 64 and self.marker is not None:
             mark = self.marker / f"q{quality:g}"
-            if self.every_time or not mark.exists():
+            if not mark.exists():
                 mark.touch()
                 os.kill(os.getpid(), signal.SIGKILL)
         return self.inner.encode(image, quality)
