@@ -37,7 +37,7 @@ HEADROOM = 2.0  # activation ranges are the calibrated maximum times this
 
 
 class IntegerProgramError(ValueError):
-    """A model that cannot be turned into an exact integer program (an accumulator bound broken)."""
+    """A network that has no integer program here (a layer kind the programs do not cover)."""
 
 
 def _fit_exponent(max_abs: float, limit: int) -> int:
@@ -51,8 +51,9 @@ def _pow2(exponents: Tensor) -> Tensor:
     return torch.pow(2.0, exponents.double())
 
 
-def _channel_shape(values: Tensor, ndim: int = 4) -> Tensor:
-    return values.reshape(1, -1, *([1] * (ndim - 2)))
+def _channel_shape(values: Tensor) -> Tensor:
+    """Per-channel values shaped to broadcast over B x C x H x W."""
+    return values.reshape(1, -1, 1, 1)
 
 
 def _quantise_weights(
