@@ -86,6 +86,12 @@ def _parse_qualities(values: tuple[str, ...]) -> dict[str, list[float]]:
     help="With --executor dask: a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (workers must see the images' paths).",
 )
 @click.option(
+    "--cache",
+    type=click.Path(file_okay=False),
+    help="A folder of finished tasks shared by runs: a task found there (same image pixels, codec, "
+    "config hash, quality) is taken, not run; new results are added.",
+)
+@click.option(
     "--task-timeout",
     type=float,
     metavar="SECONDS",
@@ -129,6 +135,7 @@ def run_command(
     executor,
     scheduler,
     task_timeout,
+    cache,
     out,
     config_path,
     skip_unavailable,
@@ -166,6 +173,7 @@ def run_command(
         "executor": executor,
         "scheduler": scheduler,
         "task_timeout": task_timeout,
+        "cache": cache,
         "out": out,
         "skip_unavailable": skip_unavailable or None,
         "skip_bad": skip_bad or None,

@@ -48,6 +48,7 @@ class RunRequest:
     executor: str = "local"
     scheduler: str | None = None  # a Dask scheduler's address (executor dask); None: a LocalCluster
     task_timeout: float | None = None  # seconds per task (executor dask)
+    cache: str | None = None  # a folder of finished tasks shared by runs (content-addressed by task key)
     out: str | None = None
     skip_unavailable: bool = False
     skip_bad: bool = False
@@ -330,6 +331,17 @@ def harness_overhead(rows: list[dict[str, Any]], wall_s: float, jobs: int) -> fl
 
 
 @contextmanager
+def _cache(folder: str | None) -> Iterator[Store | None]:
+    """The cache's store (folder/results.sqlite), or None without --cache."""
+    if folder is None:
+        yield None
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with Store(Path(folder) / "results.sqlite") as cache:
+        yield cache
+
+
+@contextmanager
 def run_dir_lock(run_dir: Path) -> Iterator[None]:
     """Hold the run directory's lock (an flock on .lock) for one run; refuse if another run holds it."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -364,17 +376,30 @@ def execute_plan(plan: RunPlan, progress: Callable[[int], Any] | None = None) ->
 def _execute_locked(plan: RunPlan, progress: Callable[[int], Any] | None) -> RunOutcome:
     start = time.perf_counter()
     _prepare_run_dir(plan)
-    with Store(plan.run_dir / "results.sqlite") as store:
+    cache_notes: list[str] = []
+    with Store(plan.run_dir / "results.sqlite") as store, _cache(plan.request.cache) as cache:
         done = store.done_keys()
         planned = _tasks(plan)
         tasks = [task for task in planned if task.key not in done]
         resumed = len(planned) - len(tasks)
+        if cache is not None:
+            by_key = {task.key: task for task in tasks}
+            for row in cache.rows(by_key):
+                task = by_key[(row["image_sha256"], row["codec"], row["config_hash"], float(row["quality"]))]
+                store.add(row | {"dataset": task.dataset, "image": task.image})  # names as in this run
+            taken = store.done_keys()
+            cached = sum(1 for task in tasks if task.key in taken)
+            tasks = [task for task in tasks if task.key not in taken]
+            if cached:
+                cache_notes.append(f"{cached} task(s) taken from the cache {plan.request.cache}")
         new_rows: list[dict[str, Any]] = []
         bar = progress(len(tasks)) if progress else None
         try:
             request = plan.request
             for row in execute(tasks, plan.executor, plan.jobs, request.scheduler, request.task_timeout):
                 store.add(row)
+                if cache is not None and not row.get("error"):
+                    cache.add(row)
                 new_rows.append(row)
                 if bar is not None:
                     bar.update(1)
@@ -385,7 +410,11 @@ def _execute_locked(plan: RunPlan, progress: Callable[[int], Any] | None) -> Run
             frame.to_csv(plan.run_dir / "results.csv", index=False)
     wall_s = time.perf_counter() - start
     errors = sum(1 for row in new_rows if row.get("error"))
-    notes = list(plan.notes) + ([f"{errors} task(s) failed: see the error column"] if errors else [])
+    notes = (
+        list(plan.notes)
+        + cache_notes
+        + ([f"{errors} task(s) failed: see the error column"] if errors else [])
+    )
     return RunOutcome(
         plan.run_dir,
         frame,

@@ -91,6 +91,18 @@ class Store:
                 [row.get(name) for name in names],
             )
 
+    def rows(self, keys: Iterable[TaskKey]) -> list[dict[str, Any]]:
+        """The stored rows of these task keys (those present)."""
+        found = []
+        query = f"SELECT * FROM results WHERE {' AND '.join(f'{k} = ?' for k in KEY)}"
+        self._db.row_factory = sqlite3.Row
+        try:
+            for key in keys:
+                found.extend(dict(row) for row in self._db.execute(query, key))
+        finally:
+            self._db.row_factory = None
+        return found
+
     def frame(self) -> pd.DataFrame:
         frame = pd.read_sql_query("SELECT * FROM results ORDER BY codec, quality, image", self._db)
         return frame[list(COLUMNS)]

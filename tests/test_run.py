@@ -373,3 +373,28 @@ def test_summary_gives_each_configuration_of_a_codec_its_own_lines():
     table = summary(rows)
     assert table["codec"].tolist() == ["jpeg", "lic:aaaaaaaa", "lic:bbbbbbbb"]
     assert table["bpp"].tolist() == [0.8, 0.2, 0.3]
+
+
+def test_a_cache_shared_by_runs_gives_finished_tasks_to_the_next_run(tmp_path):
+    """Same image pixels, codec configuration and quality: taken from --cache, not run; another
+    configuration (a different config hash) is run."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(data.astronaut()[:96, :128]).save(photos / "astronaut.png")
+    cache = tmp_path / "cache"
+    first = CliRunner().invoke(
+        cli, ["run", "--codecs", "jpeg", "--dataset", str(photos), "--qualities", "jpeg=30,60", "--executor",
+              "inline", "--cache", str(cache), "--out", str(tmp_path / "a")],
+    )  # fmt: skip
+    assert first.exit_code == 0 and "2 task(s) run" in first.output
+    second = CliRunner().invoke(
+        cli, ["run", "--codecs", "jpeg,jpeg:subsampling=444", "--dataset", str(photos), "--qualities",
+              "jpeg=30,60", "--executor", "inline", "--cache", str(cache), "--out", str(tmp_path / "b")],
+    )  # fmt: skip
+    assert second.exit_code == 0, second.output
+    assert "note: 2 task(s) taken from the cache" in second.output and "2 task(s) run" in second.output
+    a = pd.read_csv(tmp_path / "a" / "results.csv")
+    b = pd.read_csv(tmp_path / "b" / "results.csv")
+    assert len(b) == 4
+    same = b[b["config_hash"].isin(a["config_hash"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(same, a)  # the cached rows, timings included, as first measured
