@@ -92,6 +92,12 @@ def _parse_qualities(values: tuple[str, ...]) -> dict[str, list[float]]:
     "config hash, quality) is taken, not run; new results are added.",
 )
 @click.option(
+    "--keep-bitstreams",
+    is_flag=True,
+    default=None,
+    help="Keep every encoded bitstream in RUN/bitstreams, so `bench rescore RUN` can recompute metrics.",
+)
+@click.option(
     "--task-timeout",
     type=float,
     metavar="SECONDS",
@@ -136,6 +142,7 @@ def run_command(
     scheduler,
     task_timeout,
     cache,
+    keep_bitstreams,
     out,
     config_path,
     skip_unavailable,
@@ -174,6 +181,7 @@ def run_command(
         "scheduler": scheduler,
         "task_timeout": task_timeout,
         "cache": cache,
+        "keep_bitstreams": keep_bitstreams,
         "out": out,
         "skip_unavailable": skip_unavailable or None,
         "skip_bad": skip_bad or None,
@@ -219,6 +227,23 @@ def run_command(
         f"\n{outcome.executed} task(s) run, {outcome.resumed} already stored; wall {outcome.wall_s:.1f} s with "
         f"{plan.jobs} job(s), {plan.timing.repeat} timed call(s) per task; harness overhead {outcome.overhead * 100:.1f} %; results: {outcome.run_dir / 'results.csv'}"
     )
+
+
+@cli.command("rescore")
+@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False, exists=True))
+def rescore_command(run_dir: str) -> None:
+    """Recompute the metrics of RUN from its kept bitstreams (a run made with --keep-bitstreams).
+
+    Rates and times stay as measured; exit status 1 when a row could not be rescored.
+    """
+    from bench.rescore import rescore
+
+    done = rescore(Path(run_dir))
+    for problem in done.problems:
+        click.echo(f"not rescored: {problem}", err=True)
+    click.echo(f"rescored {done.rows} row(s) of {run_dir}; {len(done.problems)} not rescored")
+    if done.problems:
+        sys.exit(1)
 
 
 @cli.command("codecs")

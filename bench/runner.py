@@ -30,6 +30,7 @@ from bench.worker import Task
 log = logging.getLogger(__name__)
 
 DEFAULT_RUNS_DIR = Path("reports/runs")
+BITSTREAMS = "bitstreams"  # the run directory's folder of kept bitstreams
 IN_PROCESS_EXCLUDED_ADAPTERS = ("subprocess",)
 
 
@@ -49,6 +50,7 @@ class RunRequest:
     scheduler: str | None = None  # a Dask scheduler's address (executor dask); None: a LocalCluster
     task_timeout: float | None = None  # seconds per task (executor dask)
     cache: str | None = None  # a folder of finished tasks shared by runs (content-addressed by task key)
+    keep_bitstreams: bool = False  # keep every encoded bitstream in <run dir>/bitstreams (bench rescore)
     out: str | None = None
     skip_unavailable: bool = False
     skip_bad: bool = False
@@ -312,6 +314,7 @@ def _tasks(plan: RunPlan) -> list[Task]:
             jobs=plan.jobs,
             repeat=plan.timing.repeat,
             warmup=plan.timing.warmup_per_task,
+            bitstreams=str(plan.run_dir / BITSTREAMS) if plan.request.keep_bitstreams else None,
         )
         for image in plan.images
         for codec in plan.codecs

@@ -91,6 +91,19 @@ class Store:
                 [row.get(name) for name in names],
             )
 
+    def update(self, key: TaskKey, values: dict[str, Any]) -> None:
+        """Set some columns of one stored row, in its own transaction."""
+        unknown = set(values) - set(COLUMNS) | set(values) & set(KEY)
+        if unknown:
+            raise ValueError(f"cannot update column(s) {', '.join(sorted(unknown))}")
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                f"UPDATE results SET {assignments} WHERE {' AND '.join(f'{k} = ?' for k in KEY)}",
+                [*values.values(), *key],
+            )
+
     def rows(self, keys: Iterable[TaskKey]) -> list[dict[str, Any]]:
         """The stored rows of these task keys (those present)."""
         found = []

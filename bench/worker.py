@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +43,25 @@ class Task:
     jobs: int
     repeat: int = 1  # timed encodes and decodes; the median is kept
     warmup: bool = False  # an untimed round trip of this very task first (the --timing preset)
+    bitstreams: str | None = None  # keep the encoded bytes under this folder (--keep-bitstreams)
 
     @property
     def key(self) -> tuple[str, str, str, float]:
         return (self.image_sha256, self.entry["name"], self.config_hash, self.quality)
+
+
+def bitstream_path(folder: Path, key: tuple[str, str, str, float]) -> Path:
+    """Where --keep-bitstreams keeps a task's bytes: <folder>/<config hash>/<image sha256>-q<quality>.bin"""
+    image_sha256, _, config_hash, quality = key
+    return Path(folder) / config_hash / f"{image_sha256}-q{quality:g}.bin"
+
+
+def _keep(task: Task, data: bytes) -> None:
+    path = bitstream_path(Path(task.bitstreams), task.key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".tmp{os.getpid()}")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
 
 
 _codecs: dict[str, Codec] = {}
@@ -143,6 +159,8 @@ def run_task(task: Task) -> dict[str, Any]:
             functools.partial(peak_rss, functools.partial(timed_median, encode, task.repeat, sync, "encode")),
             row["device"],
         )
+        if task.bitstreams:
+            _keep(task, bytes(data))
         decode = functools.partial(codec.decode, bytes(data), (task.height, task.width))
         ((reconstruction, dec_s), row["dec_peak_rss_mb"]), row["dec_gpu_peak_mb"] = peak_gpu(
             functools.partial(peak_rss, functools.partial(timed_median, decode, task.repeat, sync, "decode")),

@@ -398,3 +398,36 @@ def test_a_cache_shared_by_runs_gives_finished_tasks_to_the_next_run(tmp_path):
     assert len(b) == 4
     same = b[b["config_hash"].isin(a["config_hash"])].reset_index(drop=True)
     pd.testing.assert_frame_equal(same, a)  # the cached rows, timings included, as first measured
+
+
+def test_kept_bitstreams_let_rescore_recompute_the_metrics(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(data.astronaut()[:96, :128]).save(photos / "astronaut.png")
+    out = tmp_path / "run"
+    args = ["run", "--codecs", "jpeg,webp", "--dataset", str(photos), "--qualities", "jpeg=30,60"]
+    args += ["--qualities", "webp=50", "--executor", "inline", "--keep-bitstreams", "--out", str(out)]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    measured = pd.read_csv(out / "results.csv")
+    assert len(list((out / "bitstreams").rglob("*.bin"))) == 3
+    connection = sqlite3.connect(out / "results.sqlite")
+    connection.execute("UPDATE results SET psnr_rgb = 0, ms_ssim = 0, ms_ssim_db = 0, psnr_y = 0")
+    connection.commit()
+    connection.close()
+    result = CliRunner().invoke(cli, ["rescore", str(out)])
+    assert result.exit_code == 0 and "rescored 3 row(s)" in result.output
+    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), measured)  # the metrics as measured
+    next((out / "bitstreams").rglob("*.bin")).unlink()
+    result = CliRunner().invoke(cli, ["rescore", str(out)])
+    assert result.exit_code == 1 and "no kept bitstream" in result.output
+
+
+def test_rescore_without_kept_bitstreams_is_refused(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(data.astronaut()[:64, :64]).save(photos / "a.png")
+    out = tmp_path / "run"
+    args = ["run", "--codecs", "jpeg", "--dataset", str(photos), "--qualities", "jpeg=50"]
+    assert CliRunner().invoke(cli, [*args, "--executor", "inline", "--out", str(out)]).exit_code == 0
+    result = CliRunner().invoke(cli, ["rescore", str(out)])
+    assert result.exit_code == 2 and "has no kept bitstreams: run it with --keep-bitstreams" in result.output
