@@ -75,7 +75,7 @@ def check_anchor(anchor: str, labels: list[str], imported: list, mode: str, need
     if anchor not in names:
         hint = ""
         if any(label.startswith(f"{anchor}@") for label in labels):
-            hint = " (it is in several runs or configurations: name one as listed)"
+            hint = " (it is in several runs or configurations: name one as CODEC@RUN or CODEC@RUN:CONFIG, as listed)"
         raise UserError(f"anchor {anchor!r} is not in these runs{hint}; codecs: {', '.join(names)}")
     if mode == "image" and anchor not in labels:
         raise UserError(f"anchor {anchor!r} is an imported curve: use --mode curve")

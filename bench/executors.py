@@ -141,6 +141,8 @@ def run_dask(
     """Run tasks on a Dask cluster, yielding rows as they finish; a task that kills its workers (or
     outlives ``timeout_s`` on each of them) is an error row."""
     import dask
+    import distributed  # noqa: F401 - its config defaults must be loaded before dask.config.set, whose
+    # exit would otherwise remove the whole "distributed" section it found missing
 
     if not tasks:
         return
