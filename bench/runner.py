@@ -386,13 +386,14 @@ def _execute_locked(plan: RunPlan, progress: Callable[[int], Any] | None) -> Run
         tasks = [task for task in planned if task.key not in done]
         resumed = len(planned) - len(tasks)
         if cache is not None:
-            by_key = {task.key: task for task in tasks}
-            for row in cache.rows(by_key):
-                task = by_key[(row["image_sha256"], row["codec"], row["config_hash"], float(row["quality"]))]
+            waiting = {task.key: task for task in tasks}
+            for row in cache.rows(list(waiting)):
+                task = waiting.pop(
+                    (row["image_sha256"], row["codec"], row["config_hash"], float(row["quality"]))
+                )
                 store.add(row | {"dataset": task.dataset, "image": task.image})  # names as in this run
-            taken = store.done_keys()
-            cached = sum(1 for task in tasks if task.key in taken)
-            tasks = [task for task in tasks if task.key not in taken]
+            cached = len(tasks) - len(waiting)
+            tasks = list(waiting.values())
             if cached:
                 cache_notes.append(f"{cached} task(s) taken from the cache {plan.request.cache}")
         new_rows: list[dict[str, Any]] = []

@@ -105,6 +105,11 @@ def labels(entries: list[CatalogEntry], catalog: dict[str, CatalogEntry]) -> lis
     return out
 
 
+def _one_line(exc: Exception) -> str:
+    """An exception as a reason: its type and the first line of its message."""
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
 def write_bitstreams(
     codecs: Iterable[tuple[str, CatalogEntry, tuple[float, ...]]],
     images: Iterable[Any],
@@ -141,7 +146,7 @@ def write_bitstreams(
                     (directory / item["file"]).write_bytes(data)
                     item["sha256"] = pixel_sha256(codec.decode(data, rgb.shape[:2]))
                 except Exception as exc:  # noqa: BLE001 - a codec failure is a result to report, not a crash
-                    item["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                    item["error"] = _one_line(exc)
                 items.append(item)
                 progress()
     manifest = {
@@ -201,17 +206,17 @@ def decode_items(
             except NumericsMismatch as exc:
                 result |= {"status": "mismatch", "reason": str(exc)}
             except Exception as exc:  # noqa: BLE001 - any decoder failure is a result
-                result |= {"status": "error", "reason": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+                result |= {"status": "error", "reason": _one_line(exc)}
         results.append(result)
     return results
 
 
-def decode_variant(directory: Path, variant: Variant, codecs: set[str] | None = None) -> list[dict[str, Any]]:
+def decode_variant(directory: Path, variant: Variant) -> list[dict[str, Any]]:
     """Decode the folder's bitstreams in a fresh process set up as ``variant``; one result per item."""
-    items = [i for i in read_manifest(directory)["items"] if codecs is None or i["codec"] in codecs]
+    items = read_manifest(directory)["items"]
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "results.json"
-        request = {"directory": str(directory), "variant": asdict(variant), "codecs": sorted(codecs or [])}
+        request = {"directory": str(directory), "variant": asdict(variant)}
         command = [sys.executable, "-m", "bench.verify", json.dumps(request), str(out)]
         env = os.environ | variant.env
         try:
@@ -248,8 +253,7 @@ def _worker(request: dict[str, Any], out: Path) -> None:
 
         torch.backends.mkldnn.enabled = False
     directory = Path(request["directory"])
-    wanted = set(request["codecs"])
-    items = [i for i in read_manifest(directory)["items"] if not wanted or i["codec"] in wanted]
+    items = read_manifest(directory)["items"]
     codecs: dict[str, Codec] = {}
 
     def make_codec(item: dict[str, Any]) -> Codec:

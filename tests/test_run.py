@@ -375,12 +375,17 @@ def test_summary_gives_each_configuration_of_a_codec_its_own_lines():
     assert table["bpp"].tolist() == [0.8, 0.2, 0.3]
 
 
+def one_photo(folder: Path, name: str, height: int, width: int) -> Path:
+    """A folder holding one crop of scikit-image's astronaut photograph."""
+    folder.mkdir()
+    Image.fromarray(data.astronaut()[:height, :width]).save(folder / name)
+    return folder
+
+
 def test_a_cache_shared_by_runs_gives_finished_tasks_to_the_next_run(tmp_path):
     """Same image pixels, codec configuration and quality: taken from --cache, not run; another
     configuration (a different config hash) is run."""
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    Image.fromarray(data.astronaut()[:96, :128]).save(photos / "astronaut.png")
+    photos = one_photo(tmp_path / "photos", "astronaut.png", 96, 128)
     cache = tmp_path / "cache"
     first = CliRunner().invoke(
         cli, ["run", "--codecs", "jpeg", "--dataset", str(photos), "--qualities", "jpeg=30,60", "--executor",
@@ -401,9 +406,7 @@ def test_a_cache_shared_by_runs_gives_finished_tasks_to_the_next_run(tmp_path):
 
 
 def test_kept_bitstreams_let_rescore_recompute_the_metrics(tmp_path):
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    Image.fromarray(data.astronaut()[:96, :128]).save(photos / "astronaut.png")
+    photos = one_photo(tmp_path / "photos", "astronaut.png", 96, 128)
     out = tmp_path / "run"
     args = ["run", "--codecs", "jpeg,webp", "--dataset", str(photos), "--qualities", "jpeg=30,60"]
     args += ["--qualities", "webp=50", "--executor", "inline", "--keep-bitstreams", "--out", str(out)]
@@ -423,9 +426,7 @@ def test_kept_bitstreams_let_rescore_recompute_the_metrics(tmp_path):
 
 
 def test_rescore_without_kept_bitstreams_is_refused(tmp_path):
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    Image.fromarray(data.astronaut()[:64, :64]).save(photos / "a.png")
+    photos = one_photo(tmp_path / "photos", "a.png", 64, 64)
     out = tmp_path / "run"
     args = ["run", "--codecs", "jpeg", "--dataset", str(photos), "--qualities", "jpeg=50"]
     assert CliRunner().invoke(cli, [*args, "--executor", "inline", "--out", str(out)]).exit_code == 0
