@@ -83,7 +83,15 @@ def _parse_qualities(values: tuple[str, ...]) -> dict[str, list[float]]:
 @click.option(
     "--scheduler",
     metavar="ADDRESS",
-    help="With --executor dask: a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (workers must see the images' paths).",
+    help="With --executor dask: a running Dask scheduler, e.g. tcp://10.0.0.5:8786; its workers say which "
+    "codecs they run (lic:device=cuda needs workers started with --resources GPU=1).",
+)
+@click.option(
+    "--ship-images",
+    is_flag=True,
+    default=None,
+    help="With --executor dask: send the image files from this machine to the workers [default: only "
+    "when a worker does not see them at their paths here].",
 )
 @click.option(
     "--cache",
@@ -140,6 +148,7 @@ def run_command(
     device,
     executor,
     scheduler,
+    ship_images,
     task_timeout,
     cache,
     keep_bitstreams,
@@ -179,6 +188,7 @@ def run_command(
         "device": device,
         "executor": executor,
         "scheduler": scheduler,
+        "ship_images": ship_images,
         "task_timeout": task_timeout,
         "cache": cache,
         "keep_bitstreams": keep_bitstreams,

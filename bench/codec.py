@@ -53,6 +53,15 @@ class Codec(Protocol):
         """Decode to an H x W x 3 uint8 RGB image; ``shape`` is the original (H, W)."""
 
 
+def resources(codec: Codec) -> dict[str, float]:
+    """What a Dask worker must offer to run ``codec`` (worker resources, e.g. ``{"GPU": 1}``): the
+    codec's optional ``resources()`` hook, else one GPU for a codec whose ``device`` is CUDA."""
+    hook = getattr(codec, "resources", None)
+    if hook is not None:
+        return dict(hook())
+    return {"GPU": 1} if str(getattr(codec, "device", "cpu")).startswith("cuda") else {}
+
+
 CodecFactory = Callable[[str, dict[str, Any]], Codec]
 
 

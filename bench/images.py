@@ -9,6 +9,7 @@ Multi-frame files (animations, multi-page TIFF, MPO) give their first frame, wit
 from __future__ import annotations
 
 import hashlib
+import io
 import struct
 import warnings
 from dataclasses import dataclass
@@ -89,14 +90,19 @@ def _high_bit_depth(im: Image.Image) -> bool:
     return False
 
 
-def _open(path: Path) -> Image.Image:
-    """Open, check and fully decode the first frame; raises BadImage."""
+def _open(path: Path, data: bytes | None) -> Image.Image:
+    """Open, check and fully decode the first frame (of ``data`` when given, else of the file at
+    ``path``); raises BadImage."""
+
+    def source():
+        return path if data is None else io.BytesIO(data)
+
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(path) as probe:
+            with Image.open(source()) as probe:
                 probe.verify()  # PNG: chunk CRCs and a complete file up to IEND
-            im = Image.open(path)
+            im = Image.open(source())
         except Image.UnidentifiedImageError:
             raise BadImage(path, "not an image file that Pillow can read") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -114,14 +120,18 @@ def _open(path: Path) -> Image.Image:
     return im
 
 
-def load_image(path: Path) -> LoadedImage:
-    """Load ``path`` as H x W x 3 uint8 RGB, with notes on what was converted or ignored."""
+def load_image(path: Path, data: bytes | None = None) -> LoadedImage:
+    """Load ``path`` as H x W x 3 uint8 RGB, with notes on what was converted or ignored.
+
+    With ``data`` (the file's bytes, e.g. sent by a client to a cluster worker) the file is not read;
+    ``path`` only names the image in errors.
+    """
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise BadImage(path, "no such file")
-    if path.stat().st_size == 0:
+    if (len(data) if data is not None else path.stat().st_size) == 0:
         raise BadImage(path, "empty file")
-    im = _open(path)
+    im = _open(path, data)
     with im:
         notes = list(_CONVERSIONS[im.mode])
         if im.mode == "P" and "transparency" in im.info:

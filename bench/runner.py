@@ -19,7 +19,7 @@ import pandas as pd
 
 from bench import datasets
 from bench.catalog import CatalogEntry, config_hash, load_catalog, parse_codec_specs
-from bench.codec import codec_for
+from bench.codec import Codec, codec_for, resources
 from bench.errors import UserError
 from bench.executors import EXECUTORS, default_jobs, execute
 from bench.provenance import provenance
@@ -49,6 +49,7 @@ class RunRequest:
     executor: str = "local"
     scheduler: str | None = None  # a Dask scheduler's address (executor dask); None: a LocalCluster
     task_timeout: float | None = None  # seconds per task (executor dask)
+    ship_images: bool = False  # the client sends the image files to the workers (executor dask)
     cache: str | None = None  # a folder of finished tasks shared by runs (content-addressed by task key)
     keep_bitstreams: bool = False  # keep every encoded bitstream in <run dir>/bitstreams (bench rescore)
     out: str | None = None
@@ -67,6 +68,7 @@ class ResolvedCodec:
     versions: dict[str, str]
     config_hash: str
     qualities: tuple[float, ...]
+    resources: dict[str, float]  # what a Dask worker must offer (GPU for a codec on CUDA)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -119,27 +121,50 @@ def _selected_entries(request: RunRequest, notes: list[str]) -> list[CatalogEntr
     return selected
 
 
+def _check_here(codec: Codec) -> tuple[str | None, dict[str, str]]:
+    reason = codec.available()
+    return reason, ({} if reason else codec.versions())
+
+
 def resolve_codecs(request: RunRequest, notes: list[str]) -> list[ResolvedCodec]:
-    """Catalog entries with options, threads, versions and config hashes; unavailable ones refused."""
+    """Catalog entries with options, threads, versions and config hashes; unavailable ones refused.
+
+    With a Dask scheduler, a worker of that cluster says whether a codec runs and with which versions.
+    """
     by_default = request.codecs is None and request.entries is None
-    resolved, unavailable = [], []
+    built: list[tuple[CatalogEntry, int, Codec]] = []
     for entry in _selected_entries(request, notes):
         threads = request.threads if request.threads is not None else int(entry.options.get("threads", 1))
         entry = entry.with_options({"threads": threads})
         if request.device is not None and "device" in entry.options:
             entry = entry.with_options({"device": request.device})
         try:
-            codec = codec_for(entry)
+            built.append((entry, threads, codec_for(entry)))
         except (ValueError, TypeError) as exc:
             raise UserError(f"{entry.name}: {exc}") from None
-        reason = codec.available()
+    if request.executor == "dask" and request.scheduler:
+        from bench.dask_executor import probe_codecs
+
+        checks = probe_codecs(
+            request.scheduler, [(entry.to_dict(), resources(codec)) for entry, _, codec in built]
+        )
+    else:
+        checks = [_check_here(codec) for _, _, codec in built]
+    resolved, unavailable = [], []
+    for (entry, threads, codec), (reason, versions) in zip(built, checks):
         if reason:
             unavailable.append(f"{entry.name} is unavailable: {reason}")
             continue
-        versions = codec.versions()
         qualities = request.qualities.get(entry.name, entry.qualities)
         resolved.append(
-            ResolvedCodec(entry, threads, versions, config_hash(entry, threads, versions), tuple(qualities))
+            ResolvedCodec(
+                entry,
+                threads,
+                versions,
+                config_hash(entry, threads, versions),
+                tuple(qualities),
+                resources(codec),
+            )
         )
     unknown = set(request.qualities) - {entry.entry.name for entry in resolved}
     if unknown:
@@ -169,8 +194,8 @@ def resolve(request: RunRequest) -> RunPlan:
     """Check everything the user asked for, before any work."""
     if request.executor not in EXECUTORS:
         raise UserError(f"unknown executor {request.executor!r}; choose from {', '.join(EXECUTORS)}")
-    if (request.scheduler or request.task_timeout) and request.executor != "dask":
-        raise UserError("--scheduler and --task-timeout need --executor dask")
+    if (request.scheduler or request.task_timeout or request.ship_images) and request.executor != "dask":
+        raise UserError("--scheduler, --task-timeout and --ship-images need --executor dask")
     if request.task_timeout is not None and request.task_timeout <= 0:
         raise UserError("--task-timeout must be positive")
     jobs = 1 if request.executor == "inline" else default_jobs() if request.jobs is None else request.jobs
@@ -315,6 +340,8 @@ def _tasks(plan: RunPlan) -> list[Task]:
             repeat=plan.timing.repeat,
             warmup=plan.timing.warmup_per_task,
             bitstreams=str(plan.run_dir / BITSTREAMS) if plan.request.keep_bitstreams else None,
+            versions=codec.versions,
+            resources=codec.resources,
         )
         for image in plan.images
         for codec in plan.codecs
@@ -398,9 +425,19 @@ def _execute_locked(plan: RunPlan, progress: Callable[[int], Any] | None) -> Run
                 cache_notes.append(f"{cached} task(s) taken from the cache {plan.request.cache}")
         new_rows: list[dict[str, Any]] = []
         bar = progress(len(tasks)) if progress else None
+        request = plan.request
+        executor_notes: list[str] = []
+        rows = execute(
+            tasks,
+            plan.executor,
+            plan.jobs,
+            request.scheduler,
+            request.task_timeout,
+            request.ship_images,
+            executor_notes,
+        )
         try:
-            request = plan.request
-            for row in execute(tasks, plan.executor, plan.jobs, request.scheduler, request.task_timeout):
+            for row in rows:
                 store.add(row)
                 if cache is not None and not row.get("error"):
                     cache.add(row)
@@ -417,6 +454,7 @@ def _execute_locked(plan: RunPlan, progress: Callable[[int], Any] | None) -> Run
     notes = (
         list(plan.notes)
         + cache_notes
+        + executor_notes
         + ([f"{errors} task(s) failed: see the error column"] if errors else [])
     )
     return RunOutcome(

@@ -10,7 +10,7 @@ import functools
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import numpy as np
 from bench import metrics
 from bench.catalog import CatalogEntry
 from bench.codec import Codec, codec_for
-from bench.images import load_image
+from bench.images import load_image, pixel_sha256
 from bench.memory import peak_gpu, peak_rss
 from bench.timing import timed_median
 
@@ -44,6 +44,8 @@ class Task:
     repeat: int = 1  # timed encodes and decodes; the median is kept
     warmup: bool = False  # an untimed round trip of this very task first (the --timing preset)
     bitstreams: str | None = None  # keep the encoded bytes under this folder (--keep-bitstreams)
+    versions: dict[str, str] = field(default_factory=dict)  # the codec's versions where the run was planned
+    resources: dict[str, float] = field(default_factory=dict)  # what a cluster worker must offer (GPU)
 
     @property
     def key(self) -> tuple[str, str, str, float]:
@@ -72,6 +74,8 @@ IMAGE_CACHE_SIZE = 4
 
 
 def _codec(task: Task) -> Codec:
+    """The task's codec, built once per configuration and process (a learned codec's model stays
+    loaded); refused where its library versions differ from those the run was planned with."""
     codec = _codecs.get(task.config_hash)
     if codec is None:
         entry = CatalogEntry.from_dict(task.entry)
@@ -79,14 +83,26 @@ def _codec(task: Task) -> Codec:
         reason = codec.available()
         if reason:
             raise RuntimeError(f"{entry.name} is unavailable: {reason}")
+        versions = codec.versions()
+        if task.versions and versions != task.versions:
+            differences = sorted(
+                f"{key} {versions.get(key, 'missing')} here, {task.versions.get(key, 'missing')} planned"
+                for key in set(versions) | set(task.versions)
+                if versions.get(key) != task.versions.get(key)
+            )
+            raise RuntimeError(f"{entry.name}: this worker's versions differ: {'; '.join(differences)}")
         _codecs[task.config_hash] = codec
     return codec
 
 
-def _image(task: Task) -> np.ndarray:
+def _image(task: Task, data: bytes | None) -> np.ndarray:
+    """The task's pixels, from ``data`` (the file's bytes) or its path, checked against its pixel hash
+    (a worker whose file at that path holds another image must not be scored against it)."""
     image = _images.get(task.path)
     if image is None:
-        image = load_image(Path(task.path)).rgb
+        image = load_image(Path(task.path), data).rgb
+        if pixel_sha256(image) != task.image_sha256:
+            raise ValueError(f"{task.path}: not the image the run was planned with (its pixel hash differs)")
         if len(_images) >= IMAGE_CACHE_SIZE:
             _images.pop(next(iter(_images)))
         _images[task.path] = image
@@ -141,11 +157,12 @@ def failed_row(task: Task, error: str) -> dict[str, Any]:
     return base_row(task) | {"error": error[:500]}
 
 
-def run_task(task: Task) -> dict[str, Any]:
-    """Run one task and return its row; never raises for a codec or metric failure."""
+def run_task(task: Task, data: bytes | None = None) -> dict[str, Any]:
+    """Run one task and return its row; never raises for a codec or metric failure. ``data``: the
+    image file's bytes, for workers that do not share the client's paths."""
     row = base_row(task)
     try:
-        image = _image(task)
+        image = _image(task, data)
         codec = _codec(task)
         row["device"] = getattr(codec, "device", "cpu")
         _warm_up(task, codec, image)
