@@ -9,13 +9,15 @@ keeps it, so a model is loaded once per worker. The client sends out one task pe
 to run it: a worker holds one task at a time, so when a worker dies the task it held is known; the
 client sends it again (to any worker), and a task that kills ATTEMPTS workers (a codec that crashes its
 process, or hangs past the task timeout) becomes an error row. An interrupted client leaves little
-behind, and a shipped image lives on the cluster only while its tasks run.
+behind, and a shipped image travels inside its tasks only while they run.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
+import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
@@ -29,6 +31,7 @@ ATTEMPTS = 3  # workers a task may take down before it becomes an error row
 CONNECT_TIMEOUT_S = 20
 PROBE_TIMEOUT_S = 300  # a worker's first import of torch and a model's weights can take a while
 TIMEOUT_EXIT = 75  # exit status of a worker that ended itself at the task timeout
+WORKERS_REFRESH_S = 1.0  # how often the client asks the scheduler which workers there are
 
 DASK_SETTINGS = {
     "distributed.scheduler.allowed-failures": 0,  # a task whose worker dies comes back to the client
@@ -174,26 +177,30 @@ class _Feeder:
         self.queues: dict[tuple, deque[tuple[Task, int]]] = {}  # by resources: (task, deaths so far)
         for task in tasks:
             self.queues.setdefault(tuple(sorted(task.resources.items())), deque()).append((task, 0))
-        self.unfinished = Counter(task.path for task in tasks)  # a shipped image is dropped at 0
-        self.shipped: dict[str, Any] = {}
+        self.file: tuple[str, bytes] = ("", b"")  # the image file last read, for shipping
         self.running: dict[Any, tuple[Task, tuple, int]] = {}
         self.in_flight: Counter = Counter()
         self.completed = as_completed(loop=client.loop)
+        self.workers: list[dict[str, Any]] = []
+        self.workers_at = -math.inf
 
-    def _image(self, task: Task):
-        if task.path not in self.shipped:
-            self.shipped[task.path] = self.client.scatter(Path(task.path).read_bytes(), hash=False)
-        return self.shipped[task.path]
+    def _bytes(self, task: Task) -> bytes:
+        """The task's image file (tasks come image by image). Sent inside the task, not scattered: a
+        task that depended on data held by one worker would be queued there while others idle."""
+        if self.file[0] != task.path:
+            self.file = (task.path, Path(task.path).read_bytes())
+        return self.file[1]
 
     def refill(self) -> None:
-        workers = _workers(self.client)
+        if time.monotonic() - self.workers_at > WORKERS_REFRESH_S:
+            self.workers, self.workers_at = _workers(self.client), time.monotonic()
         for kind, queue in self.queues.items():
             resources = dict(kind)
-            threads = sum(w["nthreads"] for w in workers if _offers(w, resources))
+            threads = sum(w["nthreads"] for w in self.workers if _offers(w, resources))
             while queue and self.in_flight[kind] < max(threads, 1):
                 task, deaths = queue.popleft()
                 name = f"{task.entry['name']}-q{task.quality:g}-{task.image}-{uuid.uuid4().hex[:12]}"
-                data = (self._image(task),) if self.ship else ()
+                data = (self._bytes(task),) if self.ship else ()
                 future = self.client.submit(
                     _dask_task, task, self.timeout_s, *data, key=name, resources=resources or None
                 )
@@ -210,6 +217,7 @@ class _Feeder:
         try:
             row = future.result()
         except KilledWorker:
+            self.workers_at = -math.inf  # one worker fewer until it restarts
             if deaths + 1 < ATTEMPTS:
                 self.queues[kind].appendleft((task, deaths + 1))
                 row = None
@@ -222,10 +230,6 @@ class _Feeder:
         except Exception as exc:  # noqa: BLE001 - run_task does not raise; this is the cluster failing
             row = failed_row(task, f"{type(exc).__name__}: {exc}")
         future.release()
-        if row is not None:
-            self.unfinished[task.path] -= 1
-            if not self.unfinished[task.path]:
-                self.shipped.pop(task.path, None)
         self.refill()
         return row
 
