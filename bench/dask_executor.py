@@ -157,6 +157,10 @@ def probe_codecs(
         client.close()
 
 
+def _allowed_failures(dask_scheduler) -> int:
+    return dask_scheduler.allowed_failures
+
+
 def _workers_miss_images(client, tasks: Sequence[Task]) -> int:
     """How many workers do not see every image at the client's paths."""
     paths = sorted({task.path for task in tasks})
@@ -168,10 +172,11 @@ class _Feeder:
     """Submits tasks in plan order, one per worker thread able to run them, and retries a task whose
     worker died (Dask does not: with one task per worker the client knows which task the death was)."""
 
-    def __init__(self, client, tasks: Sequence[Task], timeout_s: float | None, ship: bool):
+    def __init__(self, client, tasks: Sequence[Task], timeout_s: float | None, ship: bool, deaths: int):
         from distributed import as_completed
 
         self.client = client
+        self.deaths_per_try = deaths  # workers the scheduler lets a task take down before it gives up
         self.timeout_s = timeout_s
         self.ship = ship
         self.queues: dict[tuple, deque[tuple[Task, int]]] = {}  # by resources: (task, deaths so far)
@@ -224,7 +229,7 @@ class _Feeder:
             else:
                 row = failed_row(
                     task,
-                    f"WorkerDied: the task's worker process died {ATTEMPTS} times "
+                    f"WorkerDied: the task's worker process died {ATTEMPTS * self.deaths_per_try} times "
                     "(a codec crash, or a hang past --task-timeout)",
                 )
         except Exception as exc:  # noqa: BLE001 - run_task does not raise; this is the cluster failing
@@ -259,7 +264,14 @@ def run_dask(
                     ship_images = True
                     if notes is not None:
                         notes.append(f"{missing} Dask worker(s) do not see the images: the client sends them")
-            yield from _rows(_Feeder(client, tasks, timeout_s, ship_images))
+            deaths = 1 + (client.run_on_scheduler(_allowed_failures) if scheduler else 0)
+            if deaths > 1 and notes is not None:
+                notes.append(
+                    f"the scheduler at {scheduler} retries a task whose worker died {deaths - 1} time(s) itself: a "
+                    f"crashing codec can take down up to {ATTEMPTS * deaths} workers per task (start it with "
+                    "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0 for 3)"
+                )
+            yield from _rows(_Feeder(client, tasks, timeout_s, ship_images, deaths))
         finally:
             client.close()
             if cluster is not None:
