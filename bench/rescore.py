@@ -17,9 +17,8 @@ from bench.catalog import CatalogEntry
 from bench.codec import Codec, codec_for
 from bench.errors import UserError
 from bench.images import load_image, pixel_sha256
-from bench.runner import BITSTREAMS, run_dir_lock
+from bench.runner import BITSTREAMS, bitstream_path, run_dir_lock
 from bench.store import Store
-from bench.worker import bitstream_path
 
 
 @dataclass

@@ -339,7 +339,7 @@ def _tasks(plan: RunPlan) -> list[Task]:
             jobs=plan.jobs,
             repeat=plan.timing.repeat,
             warmup=plan.timing.warmup_per_task,
-            bitstreams=str(plan.run_dir / BITSTREAMS) if plan.request.keep_bitstreams else None,
+            keep_bitstream=plan.request.keep_bitstreams,
             versions=codec.versions,
             resources=codec.resources,
         )
@@ -347,6 +347,20 @@ def _tasks(plan: RunPlan) -> list[Task]:
         for codec in plan.codecs
         for quality in codec.qualities
     ]
+
+
+def bitstream_path(folder: Path, key: tuple[str, str, str, float]) -> Path:
+    """Where --keep-bitstreams keeps a task's bytes: <folder>/<config hash>/<image sha256>-q<quality>.bin"""
+    image_sha256, _, config_hash, quality = key
+    return Path(folder) / config_hash / f"{image_sha256}-q{quality:g}.bin"
+
+
+def _keep_bitstream(folder: Path, row: dict[str, Any], data: bytes) -> None:
+    path = bitstream_path(folder, (row["image_sha256"], row["codec"], row["config_hash"], row["quality"]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
 
 
 def harness_overhead(rows: list[dict[str, Any]], wall_s: float, jobs: int) -> float:
@@ -438,6 +452,9 @@ def _execute_locked(plan: RunPlan, progress: Callable[[int], Any] | None) -> Run
         )
         try:
             for row in rows:
+                data = row.pop("bitstream", None)
+                if data is not None:  # before its row: a stored row always has its bitstream
+                    _keep_bitstream(plan.run_dir / BITSTREAMS, row, data)
                 store.add(row)
                 if cache is not None and not row.get("error"):
                     cache.add(row)

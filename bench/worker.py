@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,27 +42,13 @@ class Task:
     jobs: int
     repeat: int = 1  # timed encodes and decodes; the median is kept
     warmup: bool = False  # an untimed round trip of this very task first (the --timing preset)
-    bitstreams: str | None = None  # keep the encoded bytes under this folder (--keep-bitstreams)
+    keep_bitstream: bool = False  # return the encoded bytes in the row's "bitstream" (--keep-bitstreams)
     versions: dict[str, str] = field(default_factory=dict)  # the codec's versions where the run was planned
     resources: dict[str, float] = field(default_factory=dict)  # what a cluster worker must offer (GPU)
 
     @property
     def key(self) -> tuple[str, str, str, float]:
         return (self.image_sha256, self.entry["name"], self.config_hash, self.quality)
-
-
-def bitstream_path(folder: Path, key: tuple[str, str, str, float]) -> Path:
-    """Where --keep-bitstreams keeps a task's bytes: <folder>/<config hash>/<image sha256>-q<quality>.bin"""
-    image_sha256, _, config_hash, quality = key
-    return Path(folder) / config_hash / f"{image_sha256}-q{quality:g}.bin"
-
-
-def _keep(task: Task, data: bytes) -> None:
-    path = bitstream_path(Path(task.bitstreams), task.key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".tmp{os.getpid()}")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
 
 
 _codecs: dict[str, Codec] = {}
@@ -176,8 +161,8 @@ def run_task(task: Task, data: bytes | None = None) -> dict[str, Any]:
             functools.partial(peak_rss, functools.partial(timed_median, encode, task.repeat, sync, "encode")),
             row["device"],
         )
-        if task.bitstreams:
-            _keep(task, bytes(data))
+        if task.keep_bitstream:
+            row["bitstream"] = bytes(data)  # the client keeps it: workers may not share its disk
         decode = functools.partial(codec.decode, bytes(data), (task.height, task.width))
         ((reconstruction, dec_s), row["dec_peak_rss_mb"]), row["dec_gpu_peak_mb"] = peak_gpu(
             functools.partial(peak_rss, functools.partial(timed_median, decode, task.repeat, sync, "decode")),

@@ -227,19 +227,35 @@ RUN_ARGS = ["--codecs", CODECS, "--qualities", "jpeg=30,70", "--qualities", "web
 def test_workers_that_do_not_see_the_images_get_them_from_the_client(
     photos, inline_rows, tmp_path, monkeypatch
 ):
-    """The client names the images by a path relative to its folder; the workers run elsewhere."""
+    """The client names the images (and the run directory) by paths relative to its folder; the
+    workers run elsewhere. The kept bitstreams come back to the client's run directory too."""
     client_side = tmp_path / "client"
     _copy_photos(photos, client_side)
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(client_side)
     with dask_cluster(tmp_path, (), (), cwd=tmp_path / "elsewhere") as address:
         result = CliRunner().invoke(
-            cli, ["run", *RUN_ARGS, "--scheduler", address, "--dataset", photos.name, "--out", "d"]
+            cli,
+            [
+                "run",
+                *RUN_ARGS,
+                "--scheduler",
+                address,
+                "--dataset",
+                photos.name,
+                "--out",
+                "d",
+                "--keep-bitstreams",
+            ],
         )
     assert result.exit_code == 0, result.output
     assert "note: 2 Dask worker(s) do not see the images: the client sends them" in result.output
     with Store(client_side / "d" / "results.sqlite") as store:
-        same_rows(inline_rows, store.frame())
+        rows = store.frame()
+    same_rows(inline_rows, rows)
+    kept = sorted((client_side / "d" / "bitstreams").glob("*/*.bin"))
+    assert sorted(p.stat().st_size for p in kept) == sorted(rows["bytes"])
+    assert not (tmp_path / "elsewhere" / "d").exists()  # nothing written on the workers' side
 
 
 def test_a_worker_whose_file_holds_other_pixels_scores_nothing_unless_the_images_are_shipped(
