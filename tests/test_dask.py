@@ -401,3 +401,11 @@ def test_a_worker_with_other_library_versions_gives_error_rows(photos, tmp_path,
         f"RuntimeError: jpeg: this worker's versions differ: {library} {planned[library]} here, 0.0 planned"
     )
     assert run_task(task).get("error") is None
+
+
+def test_a_local_cluster_offers_a_gpu_to_tasks_that_ask_for_one(photos, tmp_path, tools_on_path):
+    """Without a scheduler, the LocalCluster's workers offer GPU=1 (they share this machine's GPUs) when
+    a task asks for it; otherwise such tasks would wait for a worker forever."""
+    gpu = entry("gpu", "tools.pinned:pinned", marker=str(tmp_path), resource="GPU")
+    rows = bench.run(None, str(photos), out=str(tmp_path / "d"), executor="dask", jobs=2, entries=[gpu])
+    assert len(rows) == 4 and rows["error"].isna().all()
