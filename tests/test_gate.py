@@ -1,5 +1,5 @@
 """The CI gate (`make gate`: re-run reports/baseline's configuration, `bench compare` with GATE_LIMITS)
-fails for a codec that got twice as slow or 5 % worse in rate, and passes for the same codec."""
+fails for a codec that got three times as slow or 5 % worse in rate, and passes for the same codec."""
 
 from __future__ import annotations
 
@@ -69,9 +69,10 @@ def test_the_same_codec_passes_the_gate(base, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
 
 
-def test_a_codec_twice_as_slow_fails_the_gate(base, tmp_path, monkeypatch):
+def test_a_codec_three_times_as_slow_fails_the_gate(base, tmp_path, monkeypatch):
     result = invoke("compare", base, rerun(base, tmp_path, "slow", monkeypatch), *gate_limits())
-    assert result.exit_code == 1 and "enc_ratio > " in result.output and "dec_ratio > " in result.output
+    assert result.exit_code == 1, result.output
+    assert "enc_ratio > " in result.output and "dec_ratio > " in result.output, result.output
     assert "bd_rate_psnr_rgb > " not in result.output
 
 
