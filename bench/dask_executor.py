@@ -57,7 +57,7 @@ def _dask_task(task: Task, timeout_s: float | None = None, data: bytes | None = 
     """run_task on a Dask worker, with one math thread per worker process (as the local pool's).
 
     Past ``timeout_s`` the worker process ends itself (a hung codec cannot be interrupted in-thread):
-    Dask retries the task elsewhere, and after ATTEMPTS it becomes an error row.
+    the client sends the task again, and after ATTEMPTS deaths it becomes an error row.
     """
     global _threads_set
     if not _threads_set:
