@@ -18,7 +18,7 @@ from bench.codec import Codec, codec_for
 from bench.errors import UserError
 from bench.images import load_image, pixel_sha256
 from bench.runner import BITSTREAMS, bitstream_path, run_dir_lock
-from bench.store import Store
+from bench.store import Store, row_key
 
 
 @dataclass
@@ -44,7 +44,7 @@ def rescore(run_dir: Path) -> Rescored:
     with run_dir_lock(run_dir), Store(run_dir / "results.sqlite") as store:
         frame = store.frame()
         for row in frame[frame["error"].isna()].to_dict("records"):
-            key = (row["image_sha256"], row["codec"], row["config_hash"], float(row["quality"]))
+            key = row_key(row)
             where = f"{row['codec']} {row['image']} q{row['quality']:g}"
             path = bitstream_path(folder, key)
             if not path.is_file():

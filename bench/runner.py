@@ -23,7 +23,7 @@ from bench.codec import Codec, codec_for, resources
 from bench.errors import UserError
 from bench.executors import EXECUTORS, default_jobs, execute
 from bench.provenance import provenance
-from bench.store import SCHEMA_VERSION, Store
+from bench.store import SCHEMA_VERSION, Store, TaskKey, row_key
 from bench.timing import TimingPlan, plan_timing
 from bench.worker import Task
 
@@ -349,14 +349,14 @@ def _tasks(plan: RunPlan) -> list[Task]:
     ]
 
 
-def bitstream_path(folder: Path, key: tuple[str, str, str, float]) -> Path:
+def bitstream_path(folder: Path, key: TaskKey) -> Path:
     """Where --keep-bitstreams keeps a task's bytes: <folder>/<config hash>/<image sha256>-q<quality>.bin"""
     image_sha256, _, config_hash, quality = key
     return Path(folder) / config_hash / f"{image_sha256}-q{quality:g}.bin"
 
 
-def _keep_bitstream(folder: Path, row: dict[str, Any], data: bytes) -> None:
-    path = bitstream_path(folder, (row["image_sha256"], row["codec"], row["config_hash"], row["quality"]))
+def _keep_bitstream(folder: Path, key: TaskKey, data: bytes) -> None:
+    path = bitstream_path(folder, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
     temporary.write_bytes(data)
@@ -429,9 +429,7 @@ def _execute_locked(plan: RunPlan, progress: Callable[[int], Any] | None) -> Run
         if cache is not None:
             waiting = {task.key: task for task in tasks}
             for row in cache.rows(list(waiting)):
-                task = waiting.pop(
-                    (row["image_sha256"], row["codec"], row["config_hash"], float(row["quality"]))
-                )
+                task = waiting.pop(row_key(row))
                 store.add(row | {"dataset": task.dataset, "image": task.image})  # names as in this run
             cached = len(tasks) - len(waiting)
             tasks = list(waiting.values())
@@ -454,7 +452,7 @@ def _execute_locked(plan: RunPlan, progress: Callable[[int], Any] | None) -> Run
             for row in rows:
                 data = row.pop("bitstream", None)
                 if data is not None:  # before its row: a stored row always has its bitstream
-                    _keep_bitstream(plan.run_dir / BITSTREAMS, row, data)
+                    _keep_bitstream(plan.run_dir / BITSTREAMS, row_key(row), data)
                 store.add(row)
                 if cache is not None and not row.get("error"):
                     cache.add(row)

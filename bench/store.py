@@ -51,6 +51,11 @@ KEY = ("image_sha256", "codec", "config_hash", "quality")
 TaskKey = tuple[str, str, str, float]
 
 
+def row_key(row: dict[str, Any]) -> TaskKey:
+    """The task key of a row: (image_sha256, codec, config_hash, quality)."""
+    return (row["image_sha256"], row["codec"], row["config_hash"], float(row["quality"]))
+
+
 class Store:
     """A results.sqlite file. Rows are keyed by (image_sha256, codec, config_hash, quality)."""
 
