@@ -53,7 +53,7 @@ DASK_SETTINGS = {
 _threads_set = False
 
 
-def _dask_task(task: Task, timeout_s: float | None = None, data: bytes | None = None) -> dict[str, Any]:
+def _dask_task(task: Task, timeout_s: float | None = None, image_file: bytes | None = None) -> dict[str, Any]:
     """run_task on a Dask worker, with one math thread per worker process (as the local pool's).
 
     Past ``timeout_s`` the worker process ends itself (a hung codec cannot be interrupted in-thread):
@@ -70,7 +70,7 @@ def _dask_task(task: Task, timeout_s: float | None = None, data: bytes | None = 
         watchdog.daemon = True
         watchdog.start()
     try:
-        return run_task(task, data)
+        return run_task(task, image_file)
     finally:
         if watchdog is not None:
             watchdog.cancel()
@@ -205,9 +205,9 @@ class _Feeder:
             while queue and self.in_flight[kind] < max(threads, 1):
                 task, deaths = queue.popleft()
                 name = f"{task.entry['name']}-q{task.quality:g}-{task.image}-{uuid.uuid4().hex[:12]}"
-                data = (self._bytes(task),) if self.ship else ()
+                image_file = (self._bytes(task),) if self.ship else ()
                 future = self.client.submit(
-                    _dask_task, task, self.timeout_s, *data, key=name, resources=resources or None
+                    _dask_task, task, self.timeout_s, *image_file, key=name, resources=resources or None
                 )
                 self.running[future] = (task, kind, deaths)
                 self.in_flight[kind] += 1

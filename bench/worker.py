@@ -80,12 +80,12 @@ def _codec(task: Task) -> Codec:
     return codec
 
 
-def _image(task: Task, data: bytes | None) -> np.ndarray:
-    """The task's pixels, from ``data`` (the file's bytes) or its path, checked against its pixel hash
+def _image(task: Task, image_file: bytes | None) -> np.ndarray:
+    """The task's pixels, from ``image_file`` (the file's bytes) or its path, checked against its pixel hash
     (a worker whose file at that path holds another image must not be scored against it)."""
     image = _images.get(task.path)
     if image is None:
-        image = load_image(Path(task.path), data).rgb
+        image = load_image(Path(task.path), image_file).rgb
         if pixel_sha256(image) != task.image_sha256:
             raise ValueError(f"{task.path}: not the image the run was planned with (its pixel hash differs)")
         if len(_images) >= IMAGE_CACHE_SIZE:
@@ -142,12 +142,12 @@ def failed_row(task: Task, error: str) -> dict[str, Any]:
     return base_row(task) | {"error": error[:500]}
 
 
-def run_task(task: Task, data: bytes | None = None) -> dict[str, Any]:
-    """Run one task and return its row; never raises for a codec or metric failure. ``data``: the
-    image file's bytes, for workers that do not share the client's paths."""
+def run_task(task: Task, image_file: bytes | None = None) -> dict[str, Any]:
+    """Run one task and return its row; never raises for a codec or metric failure. ``image_file``:
+    the image file's bytes, for workers that do not share the client's paths."""
     row = base_row(task)
     try:
-        image = _image(task, data)
+        image = _image(task, image_file)
         codec = _codec(task)
         row["device"] = getattr(codec, "device", "cpu")
         _warm_up(task, codec, image)
