@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from bench.cli_datasets import datasets
+from bench.cli_options import parse_qualities
 from bench.cli_report import bd_command, compare_command, export_command, report_command
 from bench.cli_verify import verify_command
 from bench.errors import UserError, UserErrorGroup
@@ -23,20 +24,6 @@ def cli(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-
-
-def _parse_qualities(values: tuple[str, ...]) -> dict[str, list[float]]:
-    qualities: dict[str, list[float]] = {}
-    for value in values:
-        name, eq, points = value.partition("=")
-        try:
-            parsed = [float(p) for p in points.split(",") if p.strip()]
-        except ValueError:
-            parsed = []
-        if not eq or not name or not parsed:
-            raise UserError(f"--qualities {value!r}: expected CODEC=Q1,Q2,... with numbers")
-        qualities[name.strip()] = parsed
-    return qualities
 
 
 @cli.command("run")
@@ -177,9 +164,7 @@ def run_command(
             )
         request = request_from_run_json(Path(config_path))
     else:
-        request = RunRequest(
-            codecs=codecs, dataset=dataset or "sample", qualities=_parse_qualities(qualities)
-        )
+        request = RunRequest(codecs=codecs, dataset=dataset or "sample", qualities=parse_qualities(qualities))
     changes = {
         "data_dir": data_dir,
         "images": images,

@@ -73,7 +73,7 @@ def verify_command(
 
     from bench import verify
     from bench.catalog import load_catalog
-    from bench.cli import _parse_qualities
+    from bench.cli_options import parse_qualities
     from bench.runner import RunRequest, resolve
 
     chosen = verify.default_variants()
@@ -104,7 +104,7 @@ def verify_command(
             dataset=dataset,
             data_dir=data_dir,
             images=images,
-            qualities=_parse_qualities(qualities),
+            qualities=parse_qualities(qualities),
             device=device,
             executor="inline",
         )
