@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
+from bench.resources import catalog_dir
 
 REQUIRED_KEYS = ("name", "adapter", "description", "reference", "quality_label", "qualities")
 KNOWN_KEYS = REQUIRED_KEYS + ("rate_rises_with_quality", "options")
-
-
-def catalog_dir() -> Path:
-    """The folder of catalog entries: $BENCH_CATALOG_DIR, else codecs/ beside the package."""
-    env = os.environ.get("BENCH_CATALOG_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "codecs"
 
 
 @dataclass(frozen=True)

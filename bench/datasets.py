@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bench.errors import UserError
 from bench.images import IMAGE_SUFFIXES, BadImage, load_image, pixel_sha256
+from bench.resources import manifests_dir
 
 SOURCE_KINDS = ("files", "archive", "package")
 
@@ -79,15 +80,6 @@ def default_data_dir(explicit: str | Path | None = None) -> Path:
         return Path(os.environ["BENCH_DATA_DIR"]).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache).expanduser() / "codec-bench" / "datasets"
-
-
-def manifests_dir() -> Path:
-    """The repository's datasets/ folder, or $BENCH_DATASETS_DIR."""
-    if os.environ.get("BENCH_DATASETS_DIR"):
-        return Path(os.environ["BENCH_DATASETS_DIR"])
-    import bench
-
-    return Path(bench.__file__).resolve().parent.parent / "datasets"
 
 
 def manifests() -> dict[str, Manifest]:

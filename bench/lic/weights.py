@@ -22,10 +22,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench import resources
 from bench.lic import integer
 from bench.lic.model import GainedModel, build
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent.parent / "codecs" / "lic"
+WEIGHTS_DIR = resources.lic_weights_dir()
 
 
 def default_path(architecture: str) -> Path:
