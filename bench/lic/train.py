@@ -35,7 +35,6 @@ LADDERS = {
     "l1": tuple(16 * v for v in MSE_LADDER),
     "ms-ssim": (2.40, 4.58, 8.73, 16.64, 31.73, 60.50, 115.37, 220.00),
 }
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclass
@@ -64,13 +63,6 @@ class TrainConfig:
     weights_dir: str = str(weights.WEIGHTS_DIR)
     init: str = ""  # start from these exported weights (training further), not from random
     time_budget: float = 0.0  # seconds; when set, --steps is cut to what fits, measured on steps 20-120
-
-
-def find_images(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise SystemExit(f"bench train lic: no images in {folder}")
-    return files
 
 
 def load_images(paths: list[Path], device: torch.device) -> list[torch.Tensor]:
@@ -177,7 +169,7 @@ def train(config: TrainConfig) -> GainedModel:
     torch.backends.cudnn.allow_tf32 = True
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = find_images(Path(config.data))
+    paths = weights.find_images(Path(config.data))
     if len(paths) <= config.val_images:
         raise SystemExit(
             f"bench train lic: {len(paths)} images in {config.data}; need more than --val-images"

@@ -27,6 +27,7 @@ from bench.lic import integer
 from bench.lic.model import GainedModel, build
 
 WEIGHTS_DIR = resources.lic_weights_dir()
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def default_path(architecture: str) -> Path:
@@ -41,6 +42,14 @@ def _rounded(model: GainedModel) -> dict[str, torch.Tensor]:
 
 def _as_float32(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def find_images(folder: Path) -> list[Path]:
+    """The photographs of a training folder, by name (the trainer holds out the last ones)."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise SystemExit(f"bench train lic: no images in {folder}")
+    return files
 
 
 CALIBRATION_CROP = 512
@@ -120,8 +129,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=3, help="how many (the trainer's held-out ones)")
     parser.add_argument("files", nargs="+", type=Path)
     args = parser.parse_args(argv)
-    from bench.lic.train import find_images
-
     calibration = calibration_images(find_images(Path(args.data))[-args.images :])
     for path in args.files:
         print(f"{path}: sha256 {rebuild(path, calibration)[:16]}")
