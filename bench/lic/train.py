@@ -156,6 +156,8 @@ def _progress(total: int, initial: int):
 
 def train(config: TrainConfig) -> GainedModel:
     """Train (or resume) and checkpoint; export the inference weights when ``config.export``."""
+    if config.export:  # refuse an unwritable destination now, not after training
+        weights.writable(Path(config.weights_dir), "bench train lic", "say where with --weights-dir DIR")
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     device = torch.device(
@@ -294,7 +296,7 @@ def train(config: TrainConfig) -> GainedModel:
 def export(
     model: GainedModel, config: TrainConfig, paths: list[Path], wall_s: float, device: torch.device
 ) -> Path:
-    """Write the inference weights to codecs/lic/<architecture>.pt (fp16, coding tables updated)."""
+    """Write the inference weights to <weights dir>/<architecture>.pt (fp16, coding tables updated)."""
     path = Path(config.weights_dir) / f"{config.architecture}.pt"
     training = asdict(config) | {
         "lambdas": list(config.lambdas),
@@ -352,7 +354,9 @@ def parse_args(argv: list[str] | None = None, prog: str = "bench train lic") -> 
     )
     parser.add_argument("--export", action="store_true", help="write the inference weights when done")
     parser.add_argument(
-        "--weights-dir", default=defaults.weights_dir, help="where --export writes (codecs/lic/)"
+        "--weights-dir",
+        default=defaults.weights_dir,
+        help="where --export writes [default: the repository's codecs/lic/; required when bench is installed]",
     )
     args = vars(parser.parse_args(argv))
     args["n"], args["m"] = args.pop("channels")

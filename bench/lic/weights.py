@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,20 @@ def find_images(folder: Path) -> list[Path]:
     if not files:
         raise SystemExit(f"bench train lic: no images in {folder}")
     return files
+
+
+def writable(folder: Path, prog: str, instead: str) -> Path:
+    """``folder``, resolved, if weights may be written there; else exit with one line saying what to do ``instead``.
+
+    An installed bench's own folders are refused even where site-packages is writable.
+    """
+    folder = folder.expanduser().resolve()
+    if resources.installed() and folder.is_relative_to(resources.PACKAGE):
+        raise SystemExit(f"{prog}: {folder} is inside the installed bench package: {instead}")
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise SystemExit(f"{prog}: cannot write weights in {folder} ({existing} is not a writable folder)")
+    return folder
 
 
 CALIBRATION_CROP = 512
@@ -129,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=3, help="how many (the trainer's held-out ones)")
     parser.add_argument("files", nargs="+", type=Path)
     args = parser.parse_args(argv)
+    for path in args.files:
+        writable(path.parent, parser.prog, "rebuild a copy of the file elsewhere")
     calibration = calibration_images(find_images(Path(args.data))[-args.images :])
     for path in args.files:
         print(f"{path}: sha256 {rebuild(path, calibration)[:16]}")
