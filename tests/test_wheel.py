@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import venv
 import zipfile
 from pathlib import Path
@@ -51,6 +52,13 @@ def test_weights_destination_is_checked(tmp_path, monkeypatch):
     refused = r"^prog: .*/bench/_data/codecs/lic is inside the installed bench package: go$"
     with pytest.raises(SystemExit, match=refused):
         weights.writable(resources.lic_weights_dir(), "prog", "go")
+
+
+def test_every_subpackage_is_packaged():
+    """pyproject.toml lists the packages (it maps codecs/ and datasets/ too): a new subpackage goes there."""
+    listed = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "bench").rglob("__init__.py")}
+    assert found <= set(listed)
 
 
 @pytest.fixture(scope="module")
