@@ -245,21 +245,16 @@ def rescore_command(run_dir: str) -> None:
 def codecs_command() -> None:
     """List every codec of the catalog: available or why not, versions, quality parameter, default sweep."""
     from bench.catalog import load_catalog
-    from bench.codec import codec_for
+    from bench.codec import check_codec
 
     for entry in load_catalog().values():
-        try:
-            codec = codec_for(entry)
-            reason = codec.available()
-        except (ValueError, TypeError) as exc:
-            codec, reason = None, f"bad catalog options: {exc}"
+        reason, versions = check_codec(entry)
         sweep = ",".join(f"{q:g}" for q in entry.qualities)
         click.echo(f"{entry.name}: {'available' if reason is None else 'unavailable'} - {entry.description}")
         if reason is not None:
             click.echo(f"    why: {reason}")
         else:
-            versions = ", ".join(f"{k} {v}" for k, v in codec.versions().items())
-            click.echo(f"    versions: {versions}")
+            click.echo(f"    versions: {', '.join(f'{k} {v}' for k, v in versions.items())}")
         direction = "raises" if entry.rate_rises_with_quality else "lowers"
         click.echo(f"    quality: {entry.quality_label} (a higher value {direction} the rate); sweep {sweep}")
         options = ", ".join(f"{k}={v}" for k, v in entry.options.items())

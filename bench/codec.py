@@ -1,15 +1,29 @@
-"""The codec contract and the registry of adapter factories.
+"""The codec contract, its optional hooks, the adapter registry, and the one checked way to open a codec.
+
+The contract (``Codec``): a codec has a ``name``; ``available()`` says, without raising, whether it can
+run here (None) or why not and how to install what is missing; ``versions()`` names every library,
+binary and model its output depends on (they enter the config hash); ``encode(image, quality)`` turns
+an H x W x 3 uint8 RGB image, at the codec's native quality parameter, into the complete bitstream (its
+length is the rate); ``decode(data, shape)`` returns the H x W x 3 uint8 RGB image. A codec built with
+bad options raises ValueError or TypeError. The optional members are declared on ``CodecHooks``; read
+them through ``warm_up``, ``sync``, ``complexity``, ``resources``, ``device`` and ``load_s``, which give
+the defaults for a codec without them.
 
 An adapter factory is a callable ``(name: str, options: dict) -> Codec``; one whose catalog entries
 carry adapter-specific keys also takes them as ``extra=`` (see ``make_codec``). Built-in factories are
 listed in ``BUILTIN_ADAPTERS`` as ``"module:function"`` strings and imported on first use, so that
 ``bench`` starts fast and a missing optional library only disables the codecs that need it.
 Third-party packages register factories under the entry-point group ``bench.codecs``.
+
+``open_codec`` is how the harness gets a codec to run: built once per configuration and process (a
+learned codec's model stays loaded), checked to be available and, when the run says which library
+versions it expects, to have them; ``check_codec`` gives the same verdict without raising.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -36,7 +50,7 @@ BUILTIN_ADAPTERS: dict[str, str] = {
 
 @runtime_checkable
 class Codec(Protocol):
-    """What the harness needs from a codec (see DESIGN.md, "The codec contract")."""
+    """What the harness needs from every codec (the contract above)."""
 
     name: str
 
@@ -53,13 +67,70 @@ class Codec(Protocol):
         """Decode to an H x W x 3 uint8 RGB image; ``shape`` is the original (H, W)."""
 
 
+class CodecHooks(Protocol):
+    """What a codec may add to the contract, each member optional; read them through the functions
+    below (warm_up, sync, complexity, resources, device, load_s), which supply the defaults."""
+
+    device: str  # where it computes, "cpu" or "cuda...", recorded per row [cpu]
+    load_s: float | None  # seconds its model took to load, timed apart from coding [None]
+
+    def warmup(self) -> None:
+        """Runs once per process before the first timed call; learned codecs load their model here
+        [an untimed round trip of a small crop]."""
+
+    def sync(self) -> None:
+        """Waits for the device to finish its queued work, before a clock stops [nothing to wait for]."""
+
+    def complexity(self) -> dict[str, float]:
+        """Thousands of multiply-accumulates per pixel: ``kmac_px_enc``, ``kmac_px_dec`` [{}]."""
+
+    def resources(self) -> dict[str, float]:
+        """The Dask worker resources a task of this codec asks for [GPU=1 on CUDA, else none]."""
+
+
+WARMUP_SIDE = 64  # the side of the crop of the default warm-up
+
+
+def warm_up(codec: Codec, image: np.ndarray, quality: float) -> None:
+    """The codec's warmup(), else an untimed round trip of a small crop of ``image`` at ``quality``."""
+    hook = getattr(codec, "warmup", None)
+    if hook is not None:
+        hook()
+        return
+    crop = np.ascontiguousarray(image[:WARMUP_SIDE, :WARMUP_SIDE])
+    codec.decode(codec.encode(crop, quality), crop.shape[:2])
+
+
+def sync(codec: Codec) -> None:
+    """The codec's sync(), if it has one."""
+    hook = getattr(codec, "sync", None)
+    if hook is not None:
+        hook()
+
+
+def complexity(codec: Codec) -> dict[str, float]:
+    """The codec's complexity() (learned codecs), else {}."""
+    hook = getattr(codec, "complexity", None)
+    return dict(hook()) if hook is not None else {}
+
+
+def device(codec: Codec) -> str:
+    """Where the codec computes: its ``device``, else cpu."""
+    return str(getattr(codec, "device", "cpu"))
+
+
+def load_s(codec: Codec) -> float | None:
+    """Seconds the codec's model took to load (after its warm-up), else None."""
+    return getattr(codec, "load_s", None)
+
+
 def resources(codec: Codec) -> dict[str, float]:
     """What a Dask worker must offer to run ``codec`` (worker resources, e.g. ``{"GPU": 1}``): the
-    codec's optional ``resources()`` hook, else one GPU for a codec whose ``device`` is CUDA."""
+    codec's ``resources()``, else one GPU for a codec whose ``device`` is CUDA."""
     hook = getattr(codec, "resources", None)
     if hook is not None:
         return dict(hook())
-    return {"GPU": 1} if str(getattr(codec, "device", "cpu")).startswith("cuda") else {}
+    return {"GPU": 1} if device(codec).startswith("cuda") else {}
 
 
 CodecFactory = Callable[[str, dict[str, Any]], Codec]
@@ -132,5 +203,82 @@ def make_codec(
 
 
 def codec_for(entry: CatalogEntry) -> Codec:
-    """The codec a resolved catalog entry describes (see ``make_codec``)."""
+    """A new, unchecked codec for a resolved catalog entry (see ``make_codec``); to run one, use
+    ``open_codec``."""
     return make_codec(entry.name, entry.adapter, entry.options, entry.extra)
+
+
+class CodecUnavailable(RuntimeError):
+    """A codec that cannot run here: bad options, a missing library, or versions other than the run's."""
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"{name} is unavailable: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+_built: dict[str, Codec] = {}  # by configuration: one instance per process
+_versions: dict[str, dict[str, str]] = {}  # by configuration, once it was found available
+
+
+def _configuration(entry: CatalogEntry) -> str:
+    return json.dumps(entry.to_dict(), sort_keys=True, default=str)
+
+
+def _built_codec(entry: CatalogEntry) -> Codec:
+    """The entry's codec, built once per configuration and process; bad options raise CodecUnavailable."""
+    key = _configuration(entry)
+    if key not in _built:
+        try:
+            _built[key] = codec_for(entry)
+        except (ValueError, TypeError) as exc:
+            raise CodecUnavailable(entry.name, f"bad options ({exc})") from None
+    return _built[key]
+
+
+def _version_differences(here: dict[str, str], expected: dict[str, str]) -> str:
+    """``"key <here> here, <expected> planned"`` for each version that differs, in one line."""
+    return "; ".join(
+        sorted(
+            f"{key} {here.get(key, 'missing')} here, {expected.get(key, 'missing')} planned"
+            for key in set(here) | set(expected)
+            if here.get(key) != expected.get(key)
+        )
+    )
+
+
+def open_codec(entry: CatalogEntry, expected_versions: dict[str, str] | None = None) -> Codec:
+    """The codec of a resolved catalog entry, ready to run: one instance per configuration and process
+    (a learned codec's model stays loaded). Raises CodecUnavailable, in one line naming the codec, for
+    bad options, a codec unavailable here, or versions other than ``expected_versions`` (the run's,
+    when given)."""
+    codec = _built_codec(entry)
+    key = _configuration(entry)
+    if key not in _versions:
+        reason = codec.available()
+        if reason:
+            raise CodecUnavailable(entry.name, reason)
+        _versions[key] = codec.versions()
+    versions = _versions[key]
+    if expected_versions is not None and versions != expected_versions:
+        differences = _version_differences(versions, expected_versions)
+        raise CodecUnavailable(entry.name, f"its versions differ from the run's: {differences}")
+    return codec
+
+
+def check_codec(
+    entry: CatalogEntry, expected_versions: dict[str, str] | None = None
+) -> tuple[str | None, dict[str, str]]:
+    """(why ``open_codec`` refuses the entry here, or None; the codec's versions here, {} if refused)."""
+    try:
+        open_codec(entry, expected_versions)
+    except CodecUnavailable as exc:
+        return exc.reason, {}
+    return None, dict(_versions[_configuration(entry)])
+
+
+def resources_for(entry: CatalogEntry) -> dict[str, float]:
+    """What a Dask worker must offer to run the entry's codec (see ``resources``), known without the
+    codec being available here: the cluster's workers may have what this machine lacks. Bad options
+    raise CodecUnavailable."""
+    return resources(_built_codec(entry))

@@ -22,10 +22,16 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from bench.catalog import CatalogEntry
+from bench.codec import check_codec, resources_for
 from bench.errors import UserError
+from bench.executors import probe_here
 from bench.worker import Task, failed_row, run_task
+
+if TYPE_CHECKING:
+    from bench.runner import RunRequest
 
 ATTEMPTS = 3  # workers a task may take down before it becomes an error row
 CONNECT_TIMEOUT_S = 20
@@ -114,28 +120,22 @@ def _workers(client) -> list[dict[str, Any]]:
 
 
 def _probe(entry: dict[str, Any]) -> tuple[str | None, dict[str, str]]:
-    """On a worker: why the codec of ``entry`` cannot run there (None if it can), and its versions."""
-    from bench.catalog import CatalogEntry
-    from bench.codec import codec_for
-
-    codec = codec_for(CatalogEntry.from_dict(entry))
-    reason = codec.available()
-    return reason, ({} if reason else codec.versions())
+    """On a worker: bench.codec.check_codec's answer for ``entry`` there."""
+    return check_codec(CatalogEntry.from_dict(entry))
 
 
-def probe_codecs(
-    scheduler: str, entries: Sequence[tuple[dict[str, Any], dict[str, float]]]
-) -> list[tuple[str | None, dict[str, str]]]:
-    """For each (catalog entry, resources): (why it cannot run, versions) as a worker of the cluster at
-    ``scheduler`` that offers those resources answers; a run's config hashes then hold the versions of
-    the machines that run it."""
+def probe_codecs(scheduler: str, entries: Sequence[CatalogEntry]) -> list[tuple[str | None, dict[str, str]]]:
+    """For each entry: (why it cannot run, versions) as a worker of the cluster at ``scheduler`` that
+    offers the resources its codec needs answers; a run's config hashes then hold the versions of the
+    machines that run it."""
     client = _connect(scheduler)
     try:
         workers = _workers(client)
         if not workers:
             raise UserError(f"no worker has joined the Dask cluster at {scheduler}")
         answers: list[Any] = []
-        for entry, resources in entries:
+        for entry in entries:
+            resources = resources_for(entry)
             if not any(_offers(worker, resources) for worker in workers):
                 offer = " ".join(f"{name}={amount:g}" for name, amount in resources.items())
                 answers.append(
@@ -143,7 +143,9 @@ def probe_codecs(
                     f"(start one with `dask worker {scheduler} --resources {offer}`)"
                 )
             else:
-                answers.append(client.submit(_probe, entry, resources=resources or None, pure=False))
+                answers.append(
+                    client.submit(_probe, entry.to_dict(), resources=resources or None, pure=False)
+                )
         try:
             return [
                 (answer, {}) if isinstance(answer, str) else answer.result(timeout=PROBE_TIMEOUT_S)
@@ -239,43 +241,52 @@ class _Feeder:
         return row
 
 
-def run_dask(
-    tasks: Sequence[Task],
-    jobs: int,
-    scheduler: str | None,
-    timeout_s: float | None = None,
-    ship_images: bool = False,
-    notes: list[str] | None = None,
-) -> Iterator[dict[str, Any]]:
-    """Run tasks on a Dask cluster, yielding rows as they finish. Images are shipped from the client
-    with ``ship_images`` or when a worker does not see them (said in ``notes``)."""
-    import dask
-    import distributed  # noqa: F401 - its config defaults must be loaded before dask.config.set, whose
-    # exit would otherwise remove the whole "distributed" section it found missing
+class DaskExecutor:
+    """Tasks on the Dask cluster at ``request.scheduler``, else on a LocalCluster of ``jobs`` workers;
+    ``request.task_timeout`` and ``request.ship_images`` as the module says."""
 
-    if not tasks:
-        return
-    with dask.config.set(DASK_SETTINGS):  # for the run: restarted workers are spawned with it too
-        client, cluster = _client(jobs, scheduler, any(task.resources for task in tasks))
-        try:
-            if not ship_images:
-                missing = _workers_miss_images(client, tasks)
-                if missing:
-                    ship_images = True
-                    if notes is not None:
-                        notes.append(f"{missing} Dask worker(s) do not see the images: the client sends them")
-            deaths = 1 + (client.run_on_scheduler(_allowed_failures) if scheduler else 0)
-            if deaths > 1 and notes is not None:
-                notes.append(
-                    f"the scheduler at {scheduler} retries a task whose worker died {deaths - 1} time(s) itself: a "
-                    f"crashing codec can take down up to {ATTEMPTS * deaths} workers per task (start it with "
-                    "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0 for 3)"
-                )
-            yield from _rows(_Feeder(client, tasks, timeout_s, ship_images, deaths))
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+    def __init__(self, request: RunRequest):
+        self.scheduler = request.scheduler
+        self.timeout_s = request.task_timeout
+        self.ship_images = request.ship_images
+        self.notes: list[str] = []
+
+    def probe(self, entries: Sequence[CatalogEntry]) -> list[tuple[str | None, dict[str, str]]]:
+        """The workers of the cluster at the scheduler answer; a LocalCluster's would answer as here."""
+        return probe_codecs(self.scheduler, entries) if self.scheduler else probe_here(entries)
+
+    def run(self, tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
+        """Run tasks on the cluster, yielding rows as they finish. Images are shipped from the client
+        with ``ship_images`` or when a worker does not see them (said in ``notes``)."""
+        import dask
+        import distributed  # noqa: F401 - its config defaults must be loaded before dask.config.set, whose
+        # exit would otherwise remove the whole "distributed" section it found missing
+
+        if not tasks:
+            return
+        scheduler, ship_images = self.scheduler, self.ship_images
+        with dask.config.set(DASK_SETTINGS):  # for the run: restarted workers are spawned with it too
+            client, cluster = _client(jobs, scheduler, any(task.resources for task in tasks))
+            try:
+                if not ship_images:
+                    missing = _workers_miss_images(client, tasks)
+                    if missing:
+                        ship_images = True
+                        self.notes.append(
+                            f"{missing} Dask worker(s) do not see the images: the client sends them"
+                        )
+                deaths = 1 + (client.run_on_scheduler(_allowed_failures) if scheduler else 0)
+                if deaths > 1:
+                    self.notes.append(
+                        f"the scheduler at {scheduler} retries a task whose worker died {deaths - 1} time(s) itself: a "
+                        f"crashing codec can take down up to {ATTEMPTS * deaths} workers per task (start it with "
+                        "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0 for 3)"
+                    )
+                yield from _rows(_Feeder(client, tasks, self.timeout_s, ship_images, deaths))
+            finally:
+                client.close()
+                if cluster is not None:
+                    cluster.close()
 
 
 def _rows(feeder: _Feeder) -> Iterator[dict[str, Any]]:

@@ -1,23 +1,73 @@
-"""Where tasks run: inline (in this process, for debugging), a pool of local worker processes, or a
-Dask cluster (bench.dask_executor)."""
+"""Where tasks run, chosen by name: inline (in this process, for debugging), local (a pool of worker
+processes) or dask (a Dask cluster: bench.dask_executor, imported only when chosen)."""
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 import signal
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from bench.catalog import CatalogEntry
+from bench.codec import check_codec
 from bench.worker import Task, run_task
 
-EXECUTORS = ("inline", "local", "dask")
+if TYPE_CHECKING:
+    from bench.runner import RunRequest
+
+EXECUTORS: dict[str, str] = {  # name: "module:class", a class built from the RunRequest
+    "inline": "bench.executors:InlineExecutor",
+    "local": "bench.executors:LocalExecutor",
+    "dask": "bench.dask_executor:DaskExecutor",
+}
+
+
+class Executor(Protocol):
+    """Runs a run's tasks somewhere, and says first whether each codec runs there."""
+
+    notes: list[str]  # what the user should know about how the tasks ran, filled while they run
+
+    def probe(self, entries: Sequence[CatalogEntry]) -> list[tuple[str | None, dict[str, str]]]:
+        """For each resolved entry, where the tasks will run: why its codec cannot run (None if it
+        can) and its versions (bench.codec.check_codec's answer)."""
+
+    def run(self, tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
+        """The tasks' rows, in completion order, on ``jobs`` workers."""
+
+
+def make_executor(request: RunRequest) -> Executor:
+    """The executor ``request.executor`` names, set up from the request."""
+    if request.executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {request.executor!r}; choose from {', '.join(EXECUTORS)}")
+    module_name, _, class_name = EXECUTORS[request.executor].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)(request)
 
 
 def default_jobs() -> int:
     """The cores this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def probe_here(entries: Sequence[CatalogEntry]) -> list[tuple[str | None, dict[str, str]]]:
+    """Executor.probe for tasks that run on this machine."""
+    return [check_codec(entry) for entry in entries]
+
+
+class InlineExecutor:
+    """Every task in this process, one after the other."""
+
+    def __init__(self, request: RunRequest):
+        self.notes: list[str] = []
+
+    def probe(self, entries: Sequence[CatalogEntry]) -> list[tuple[str | None, dict[str, str]]]:
+        return probe_here(entries)
+
+    def run(self, tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
+        for task in tasks:
+            yield run_task(task)
 
 
 def _init_worker() -> None:
@@ -29,53 +79,36 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def run_inline(tasks: Sequence[Task]) -> Iterator[dict[str, Any]]:
-    for task in tasks:
-        yield run_task(task)
+class LocalExecutor:
+    """A pool of spawned worker processes on this machine."""
 
+    def __init__(self, request: RunRequest):
+        self.notes: list[str] = []
 
-def run_local(tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
-    """Run tasks on ``jobs`` spawned worker processes, yielding rows as they finish.
+    def probe(self, entries: Sequence[CatalogEntry]) -> list[tuple[str | None, dict[str, str]]]:
+        return probe_here(entries)
 
-    At most two tasks per worker are queued at a time, so an interrupted run leaves little in flight.
-    """
-    context = multiprocessing.get_context("spawn")
-    pending = iter(tasks)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker) as pool:
-        in_flight: set[Future] = set()
-        try:
-            while True:
-                while len(in_flight) < 2 * jobs:
-                    task = next(pending, None)
-                    if task is None:
-                        break
-                    in_flight.add(pool.submit(run_task, task))
-                if not in_flight:
-                    return
-                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield future.result()
-        finally:
-            for future in in_flight:
-                future.cancel()
+    def run(self, tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
+        """Run tasks on ``jobs`` spawned worker processes, yielding rows as they finish.
 
-
-def execute(
-    tasks: Sequence[Task],
-    executor: str,
-    jobs: int,
-    scheduler: str | None = None,
-    task_timeout_s: float | None = None,
-    ship_images: bool = False,
-    notes: list[str] | None = None,
-) -> Iterator[dict[str, Any]]:
-    """Rows of ``tasks`` in completion order (the other arguments: Dask only, see run_dask)."""
-    if executor == "inline":
-        return run_inline(tasks)
-    if executor == "local":
-        return run_local(tasks, jobs)
-    if executor == "dask":
-        from bench.dask_executor import run_dask
-
-        return run_dask(tasks, jobs, scheduler, task_timeout_s, ship_images, notes)
-    raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+        At most two tasks per worker are queued at a time, so an interrupted run leaves little in flight.
+        """
+        context = multiprocessing.get_context("spawn")
+        pending = iter(tasks)
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker) as pool:
+            in_flight: set[Future] = set()
+            try:
+                while True:
+                    while len(in_flight) < 2 * jobs:
+                        task = next(pending, None)
+                        if task is None:
+                            break
+                        in_flight.add(pool.submit(run_task, task))
+                    if not in_flight:
+                        return
+                    done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        yield future.result()
+            finally:
+                for future in in_flight:
+                    future.cancel()

@@ -19,9 +19,9 @@ import pandas as pd
 
 from bench import datasets
 from bench.catalog import CatalogEntry, config_hash, load_catalog, parse_codec_specs
-from bench.codec import Codec, codec_for, resources
+from bench.codec import CodecUnavailable, resources_for
 from bench.errors import UserError
-from bench.executors import EXECUTORS, default_jobs, execute
+from bench.executors import EXECUTORS, default_jobs, make_executor
 from bench.provenance import provenance
 from bench.store import SCHEMA_VERSION, Store, TaskKey, row_key
 from bench.timing import TimingPlan, plan_timing
@@ -121,37 +121,26 @@ def _selected_entries(request: RunRequest, notes: list[str]) -> list[CatalogEntr
     return selected
 
 
-def _check_here(codec: Codec) -> tuple[str | None, dict[str, str]]:
-    reason = codec.available()
-    return reason, ({} if reason else codec.versions())
-
-
 def resolve_codecs(request: RunRequest, notes: list[str]) -> list[ResolvedCodec]:
     """Catalog entries with options, threads, versions and config hashes; unavailable ones refused.
 
-    With a Dask scheduler, a worker of that cluster says whether a codec runs and with which versions.
+    The executor says whether each codec runs where the tasks will (with a Dask scheduler, a worker of
+    that cluster) and with which versions.
     """
     by_default = request.codecs is None and request.entries is None
-    built: list[tuple[CatalogEntry, int, Codec]] = []
+    built: list[tuple[CatalogEntry, int, dict[str, float]]] = []
     for entry in _selected_entries(request, notes):
         threads = request.threads if request.threads is not None else int(entry.options.get("threads", 1))
         entry = entry.with_options({"threads": threads})
         if request.device is not None and "device" in entry.options:
             entry = entry.with_options({"device": request.device})
         try:
-            built.append((entry, threads, codec_for(entry)))
-        except (ValueError, TypeError) as exc:
-            raise UserError(f"{entry.name}: {exc}") from None
-    if request.executor == "dask" and request.scheduler:
-        from bench.dask_executor import probe_codecs
-
-        checks = probe_codecs(
-            request.scheduler, [(entry.to_dict(), resources(codec)) for entry, _, codec in built]
-        )
-    else:
-        checks = [_check_here(codec) for _, _, codec in built]
+            built.append((entry, threads, resources_for(entry)))
+        except CodecUnavailable as exc:  # bad options: refused even with --skip-unavailable
+            raise UserError(str(exc)) from None
+    checks = make_executor(request).probe([entry for entry, _, _ in built])
     resolved, unavailable = [], []
-    for (entry, threads, codec), (reason, versions) in zip(built, checks):
+    for (entry, threads, resources), (reason, versions) in zip(built, checks):
         if reason:
             unavailable.append(f"{entry.name} is unavailable: {reason}")
             continue
@@ -163,7 +152,7 @@ def resolve_codecs(request: RunRequest, notes: list[str]) -> list[ResolvedCodec]
                 versions,
                 config_hash(entry, threads, versions),
                 tuple(qualities),
-                resources(codec),
+                resources,
             )
         )
     unknown = set(request.qualities) - {entry.entry.name for entry in resolved}
@@ -437,17 +426,8 @@ def _execute_locked(plan: RunPlan, progress: Callable[[int], Any] | None) -> Run
                 cache_notes.append(f"{cached} task(s) taken from the cache {plan.request.cache}")
         new_rows: list[dict[str, Any]] = []
         bar = progress(len(tasks)) if progress else None
-        request = plan.request
-        executor_notes: list[str] = []
-        rows = execute(
-            tasks,
-            plan.executor,
-            plan.jobs,
-            request.scheduler,
-            request.task_timeout,
-            request.ship_images,
-            executor_notes,
-        )
+        executor = make_executor(plan.request)
+        rows = executor.run(tasks, plan.jobs)
         try:
             for row in rows:
                 data = row.pop("bitstream", None)
@@ -469,7 +449,7 @@ def _execute_locked(plan: RunPlan, progress: Callable[[int], Any] | None) -> Run
     notes = (
         list(plan.notes)
         + cache_notes
-        + executor_notes
+        + executor.notes
         + ([f"{errors} task(s) failed: see the error column"] if errors else [])
     )
     return RunOutcome(

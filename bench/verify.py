@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.catalog import CatalogEntry
-from bench.codec import Codec, codec_for
+from bench.codec import Codec, open_codec
 from bench.images import load_image, pixel_sha256
 
 MANIFEST = "manifest.json"
@@ -119,14 +119,14 @@ def write_bitstreams(
     """Encode every (codec, image, quality), decode it once here for the reference hash, write the folder.
 
     ``codecs`` are (label, catalog entry, qualities); ``images`` are bench.datasets.ImageInfo; an encode or reference decode that fails is recorded as
-    an item with ``error`` (nothing to verify) rather than stopping the others.
+    an item with ``error`` (nothing to verify) rather than stopping the others, as is a codec that
+    bench.codec.open_codec refuses here.
     """
     from bench.provenance import cpu_model, gpus
 
     images = list(images)
     items = []
     for label, entry, qualities in codecs:
-        codec = codec_for(entry)
         folder = label.replace(":", "_").replace("=", "-")
         (directory / folder).mkdir(parents=True, exist_ok=True)
         for image in images:
@@ -142,6 +142,7 @@ def write_bitstreams(
                     "width": rgb.shape[1],
                 }
                 try:
+                    codec = open_codec(entry)
                     data = codec.encode(rgb, quality)
                     (directory / item["file"]).write_bytes(data)
                     item["sha256"] = pixel_sha256(codec.decode(data, rgb.shape[:2]))
@@ -246,7 +247,9 @@ def decode_variant(directory: Path, variant: Variant) -> list[dict[str, Any]]:
 
 
 def _worker(request: dict[str, Any], out: Path) -> None:
-    """In the variant's own process: apply its settings, decode, write the results."""
+    """In the variant's own process: apply its settings, decode, write the results. Decoders must be
+    available here; their library versions are not held to the encoder's (other machines and
+    libraries are what a cross-machine check is for)."""
     variant = Variant(**request["variant"])
     if not variant.onednn:
         import torch
@@ -254,14 +257,9 @@ def _worker(request: dict[str, Any], out: Path) -> None:
         torch.backends.mkldnn.enabled = False
     directory = Path(request["directory"])
     items = read_manifest(directory)["items"]
-    codecs: dict[str, Codec] = {}
 
     def make_codec(item: dict[str, Any]) -> Codec:
-        entry = _entry_for(item, variant)
-        key = json.dumps(entry.to_dict(), sort_keys=True)
-        if key not in codecs:
-            codecs[key] = codec_for(entry)
-        return codecs[key]
+        return open_codec(_entry_for(item, variant))
 
     out.write_text(json.dumps(decode_items(items, directory, make_codec)))
 

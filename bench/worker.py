@@ -15,14 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from bench import codec as hooks
 from bench import metrics
 from bench.catalog import CatalogEntry
-from bench.codec import Codec, codec_for
+from bench.codec import Codec, open_codec
 from bench.images import load_image, pixel_sha256
 from bench.memory import peak_gpu, peak_rss
 from bench.timing import timed_median
-
-WARMUP_SIDE = 64
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,6 @@ class Task:
         return (self.image_sha256, self.entry["name"], self.config_hash, self.quality)
 
 
-_codecs: dict[str, Codec] = {}
 _images: dict[str, np.ndarray] = {}
 _warm: set[str] = set()
 _complexities: dict[str, dict[str, float]] = {}
@@ -59,25 +57,8 @@ IMAGE_CACHE_SIZE = 4
 
 
 def _codec(task: Task) -> Codec:
-    """The task's codec, built once per configuration and process (a learned codec's model stays
-    loaded); refused where its library versions differ from those the run was planned with."""
-    codec = _codecs.get(task.config_hash)
-    if codec is None:
-        entry = CatalogEntry.from_dict(task.entry)
-        codec = codec_for(entry)
-        reason = codec.available()
-        if reason:
-            raise RuntimeError(f"{entry.name} is unavailable: {reason}")
-        versions = codec.versions()
-        if task.versions and versions != task.versions:
-            differences = sorted(
-                f"{key} {versions.get(key, 'missing')} here, {task.versions.get(key, 'missing')} planned"
-                for key in set(versions) | set(task.versions)
-                if versions.get(key) != task.versions.get(key)
-            )
-            raise RuntimeError(f"{entry.name}: this worker's versions differ: {'; '.join(differences)}")
-        _codecs[task.config_hash] = codec
-    return codec
+    """The task's codec (bench.codec.open_codec), refused where its versions differ from the run's."""
+    return open_codec(CatalogEntry.from_dict(task.entry), task.versions or None)
 
 
 def _image(task: Task, image_file: bytes | None) -> np.ndarray:
@@ -95,28 +76,17 @@ def _image(task: Task, image_file: bytes | None) -> np.ndarray:
 
 
 def _complexity(task: Task, codec: Codec) -> dict[str, float]:
-    """The codec's complexity() (kMAC per pixel, learned codecs), once per configuration and process."""
+    """The codec's complexity (kMAC per pixel, learned codecs), once per configuration and process."""
     if task.config_hash not in _complexities:
-        hook = getattr(codec, "complexity", None)
-        _complexities[task.config_hash] = hook() if hook else {}
+        _complexities[task.config_hash] = hooks.complexity(codec)
     return _complexities[task.config_hash]
 
 
 def _warm_up(task: Task, codec: Codec, image: np.ndarray) -> None:
-    """Once per codec configuration and process: the codec's warmup(), else a small untimed round trip."""
-    if task.config_hash in _warm:
-        return
-    if hasattr(codec, "warmup"):
-        codec.warmup()
-    else:
-        crop = np.ascontiguousarray(image[:WARMUP_SIDE, :WARMUP_SIDE])
-        codec.decode(codec.encode(crop, task.quality), crop.shape[:2])
-    _warm.add(task.config_hash)
-
-
-def _sync(codec: Codec) -> None:
-    if hasattr(codec, "sync"):
-        codec.sync()
+    """Warm the codec up (bench.codec.warm_up) once per configuration and process."""
+    if task.config_hash not in _warm:
+        hooks.warm_up(codec, image, task.quality)
+        _warm.add(task.config_hash)
 
 
 def base_row(task: Task) -> dict[str, Any]:
@@ -149,13 +119,13 @@ def run_task(task: Task, image_file: bytes | None = None) -> dict[str, Any]:
     try:
         image = _image(task, image_file)
         codec = _codec(task)
-        row["device"] = getattr(codec, "device", "cpu")
+        row["device"] = hooks.device(codec)
         _warm_up(task, codec, image)
-        row["load_s"] = getattr(codec, "load_s", None)
+        row["load_s"] = hooks.load_s(codec)
         row.update(_complexity(task, codec))
         if task.warmup:
             codec.decode(bytes(codec.encode(image, task.quality)), (task.height, task.width))
-        sync = functools.partial(_sync, codec)
+        sync = functools.partial(hooks.sync, codec)
         encode = functools.partial(codec.encode, image, task.quality)
         ((data, enc_s), row["enc_peak_rss_mb"]), row["enc_gpu_peak_mb"] = peak_gpu(
             functools.partial(peak_rss, functools.partial(timed_median, encode, task.repeat, sync, "encode")),

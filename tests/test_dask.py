@@ -384,11 +384,8 @@ def test_a_worker_with_other_library_versions_gives_error_rows(photos, tmp_path,
     add rows under them."""
     import dataclasses
 
-    from bench import worker
     from bench.runner import RunRequest, _tasks, resolve
     from bench.worker import run_task
-
-    monkeypatch.setattr(worker, "_codecs", {})  # no codec built by earlier tests in this process
 
     plan = resolve(
         RunRequest(codecs="jpeg", dataset=str(photos), qualities={"jpeg": [50]}, out=str(tmp_path))
@@ -398,7 +395,8 @@ def test_a_worker_with_other_library_versions_gives_error_rows(photos, tmp_path,
     library = next(iter(planned))
     row = run_task(dataclasses.replace(task, versions=planned | {library: "0.0"}))
     assert row["error"] == (
-        f"RuntimeError: jpeg: this worker's versions differ: {library} {planned[library]} here, 0.0 planned"
+        f"CodecUnavailable: jpeg is unavailable: its versions differ from the run's: {library} "
+        f"{planned[library]} here, 0.0 planned"
     )
     assert run_task(task).get("error") is None
 

@@ -114,18 +114,15 @@ def load_original(runs: list[Run], rows: pd.DataFrame, sha: str) -> tuple[np.nda
 
 
 def reencode(run: Run, codec_name: str, quality: float, image: np.ndarray) -> tuple[bytes, np.ndarray]:
-    """Encode and decode ``image`` with the codec as the run configured it; raises with the reason."""
+    """Encode and decode ``image`` with the codec as the run configured it (bench.codec.open_codec:
+    available here, with the run's versions); raises with the reason."""
     from bench.catalog import CatalogEntry
-    from bench.codec import codec_for
+    from bench.codec import open_codec
 
     config = run.codec_config(codec_name)
     if not config.get("entry"):
         raise RuntimeError(f"{run.path}/run.json has no catalog entry for {codec_name}")
-    entry = CatalogEntry.from_dict(config["entry"])
-    codec = codec_for(entry)
-    reason = codec.available()
-    if reason:
-        raise RuntimeError(f"unavailable here: {reason}")
+    codec = open_codec(CatalogEntry.from_dict(config["entry"]), config.get("versions"))
     data = bytes(codec.encode(image, quality))
     decoded = codec.decode(data, image.shape[:2])
     if decoded.shape != image.shape or decoded.dtype != np.uint8:
