@@ -31,7 +31,7 @@ from bench.executors import probe_here
 from bench.worker import Task, failed_row, run_task
 
 if TYPE_CHECKING:
-    from bench.runner import RunRequest
+    from bench.request import RunRequest
 
 ATTEMPTS = 3  # workers a task may take down before it becomes an error row
 CONNECT_TIMEOUT_S = 20

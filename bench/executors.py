@@ -16,7 +16,7 @@ from bench.codec import check_codec
 from bench.worker import Task, run_task
 
 if TYPE_CHECKING:
-    from bench.runner import RunRequest
+    from bench.request import RunRequest
 
 EXECUTORS: dict[str, str] = {  # name: "module:class", a class built from the RunRequest
     "inline": "bench.executors:InlineExecutor",
