@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # The regression gate: re-run reports/baseline's configuration and compare (CI runs it after the tests).
 GATE_LIMITS ?= --max-bd-loss 2 --max-time-ratio 1.8 --max-kmac-ratio 1.1
 
-.PHONY: run test lint gate baseline
+.PHONY: run test lint gate baseline docs
 run: $(VENV)/.installed
 	$(BIN)/bench run
 
@@ -36,3 +36,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -e '.[test]'
 	touch $@
+
+# Regenerate the column table of docs/results.md from the registry of measures.
+docs: $(VENV)/.installed
+	$(BIN)/python scripts/docs-table

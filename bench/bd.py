@@ -1,7 +1,9 @@
 """Bjøntegaard delta metrics: BD-rate and BD-quality between two rate-quality curves.
 
 A curve is a sequence of (rate, quality) pairs in any order (rate in bpp or bytes, quality in dB or any
-metric that rises with rate). Both functions interpolate in log10(rate) and integrate exactly over the
+metric). A metric where lower is better (``higher_is_better=False``: Butteraugli, CIEDE2000, LPIPS) is
+negated before interpolation, so that its curve rises with rate too; BD-quality is then negated back
+and keeps the metric's own sign. Both functions interpolate in log10(rate) and integrate exactly over the
 overlap of the two curves' ranges:
 
 - ``pchip`` (default): piecewise cubic Hermite (Fritsch-Carlson), as JVET CTC (JVET-L0242 and later),
@@ -12,7 +14,8 @@ overlap of the two curves' ranges:
 BD-rate interpolates log10(rate) as a function of quality and averages the difference over the
 quality overlap: ``(10 ** mean - 1) * 100`` percent (negative: the test needs fewer bits). BD-quality
 interpolates quality as a function of log10(rate) and averages the difference over the log-rate overlap
-(BD-PSNR when quality is PSNR; positive: the test is better).
+(BD-PSNR when quality is PSNR; positive: the test scores higher, which is better for a higher-is-better
+metric).
 
 Undefined results are NaN, never 0; ``bd_details`` says why.
 """
@@ -103,12 +106,14 @@ def overlap_fraction(a: np.ndarray, b: np.ndarray) -> float:
     return max(overlap, 0.0) / union if union > 0 else 0.0
 
 
-def bd_details(anchor: Points, test: Points, method: str = "pchip", delta: str = "rate") -> dict[str, Any]:
+def bd_details(
+    anchor: Points, test: Points, method: str = "pchip", delta: str = "rate", higher_is_better: bool = True
+) -> dict[str, Any]:
     """BD-rate (``delta="rate"``, percent) or BD-quality (``delta="quality"``) with how it was found.
 
     Returns ``{"value", "reason", "overlap", "method", "delta", "points"}``: ``value`` is NaN and
     ``reason`` says why when the delta is undefined (no overlap, too few points, a curve that does
-    not rise); ``overlap`` is the overlap of the two ranges of the integration variable (quality for
+    rise, or fall for a lower-is-better metric); ``overlap`` is the overlap of the two ranges of the integration variable (quality for
     BD-rate, log10 rate for BD-quality) over their union, in [0, 1]; ``points`` the distinct points of
     (anchor, test). Raises ValueError for an unknown method or delta, or invalid points.
     """
@@ -116,7 +121,11 @@ def bd_details(anchor: Points, test: Points, method: str = "pchip", delta: str =
         raise ValueError(f"unknown BD method {method!r}; choose from {', '.join(METHODS)}")
     if delta not in DELTAS:
         raise ValueError(f"unknown BD delta {delta!r}; choose from {', '.join(DELTAS)}")
-    curves = {"anchor": clean_curve(anchor), "test": clean_curve(test)}
+    sign = 1.0 if higher_is_better else -1.0
+    curves = {
+        which: clean_curve([(rate, sign * quality) for rate, quality in points])
+        for which, points in (("anchor", anchor), ("test", test))
+    }
     result: dict[str, Any] = {
         "value": math.nan,
         "reason": None,
@@ -144,30 +153,33 @@ def bd_details(anchor: Points, test: Points, method: str = "pchip", delta: str =
         _interpolator(xt, yt, method).integrate(low, high)
         - _interpolator(xa, ya, method).integrate(low, high)
     ) / (high - low)
-    result["value"] = float((10.0**mean - 1.0) * 100.0 if delta == "rate" else mean)
+    result["value"] = float((10.0**mean - 1.0) * 100.0 if delta == "rate" else sign * mean)
     return result
 
 
-def bd_rate(anchor: Points, test: Points, method: str = "pchip") -> float:
+def bd_rate(anchor: Points, test: Points, method: str = "pchip", higher_is_better: bool = True) -> float:
     """Percent rate change of ``test`` vs ``anchor`` at equal quality (negative: test saves rate); NaN
     when undefined."""
-    return bd_details(anchor, test, method, "rate")["value"]
+    return bd_details(anchor, test, method, "rate", higher_is_better)["value"]
 
 
-def bd_quality(anchor: Points, test: Points, method: str = "pchip") -> float:
+def bd_quality(anchor: Points, test: Points, method: str = "pchip", higher_is_better: bool = True) -> float:
     """Mean quality difference of ``test`` minus ``anchor`` at equal rate (BD-PSNR for PSNR); NaN when
     undefined."""
-    return bd_details(anchor, test, method, "quality")["value"]
+    return bd_details(anchor, test, method, "quality", higher_is_better)["value"]
 
 
-def monotone_points(rates: Sequence[float], qualities: Sequence[float]) -> np.ndarray:
-    """Boolean mask of the points to keep so that quality strictly rises with rate.
+def monotone_points(
+    rates: Sequence[float], qualities: Sequence[float], higher_is_better: bool = True
+) -> np.ndarray:
+    """Boolean mask of the points to keep so that quality strictly improves with rate (rises, or falls
+    for a lower-is-better metric).
 
     Keeps the Pareto front: a point is dropped when another point has a rate no higher and a quality
-    at least as high. Points with a non-finite or non-positive value are dropped too.
+    at least as good. Points with a non-finite or non-positive value are dropped too.
     """
     rates = np.asarray(rates, dtype=float)
-    qualities = np.asarray(qualities, dtype=float)
+    qualities = np.asarray(qualities, dtype=float) * (1.0 if higher_is_better else -1.0)
     keep = np.zeros(len(rates), dtype=bool)
     valid = np.isfinite(rates) & np.isfinite(qualities) & (rates > 0)
     order = sorted(np.flatnonzero(valid), key=lambda i: (rates[i], -qualities[i]))

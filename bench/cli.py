@@ -93,6 +93,13 @@ def cli(verbose: bool) -> None:
     help="Keep every encoded bitstream in RUN/bitstreams, so `bench rescore RUN` can recompute metrics.",
 )
 @click.option(
+    "--metrics",
+    metavar="LIST",
+    help="Metrics to compute: names, groups (default, ...), +NAME or +GROUP to add to the default, or "
+    "all [default: the default group]; `bench metrics` lists them. Re-running a run with more metrics "
+    "computes only what its rows lack.",
+)
+@click.option(
     "--task-timeout",
     type=float,
     metavar="SECONDS",
@@ -139,6 +146,7 @@ def run_command(
     task_timeout,
     cache,
     keep_bitstreams,
+    metrics,
     out,
     config_path,
     skip_unavailable,
@@ -153,8 +161,9 @@ def run_command(
     """
     from tqdm import tqdm
 
+    from bench.measures import summary_metrics
     from bench.runner import RunRequest, execute_plan, request_from_run_json, resolve
-    from bench.summary import format_summary, summary
+    from bench.summary import by_configuration, format_summary, summary
     from bench.timing import relative_table
 
     if config_path:
@@ -177,6 +186,7 @@ def run_command(
         "task_timeout": task_timeout,
         "cache": cache,
         "keep_bitstreams": keep_bitstreams,
+        "metrics": metrics,
         "out": out,
         "skip_unavailable": skip_unavailable or None,
         "skip_bad": skip_bad or None,
@@ -214,10 +224,12 @@ def run_command(
     for note in outcome.notes[len(plan.notes) :]:
         click.echo(f"note: {note}", err=True)
     reference = plan.timing.reference
-    click.echo(format_summary(summary(outcome.rows, reference)))
+    shown = [name for name in summary_metrics(request.metrics) if name in plan.metrics]
+    rows = by_configuration(outcome.rows, {codec.config_hash: codec.entry.options for codec in plan.codecs})
+    click.echo(format_summary(summary(rows, reference, shown)))
     if reference:
         click.echo(f"\nmedian times per codec; rel = time / {reference}'s time on the same image:")
-        click.echo(format_summary(relative_table(outcome.rows, reference)))
+        click.echo(format_summary(relative_table(rows, reference)))
     click.echo(
         f"\n{outcome.executed} task(s) run, {outcome.resumed} already stored; wall {outcome.wall_s:.1f} s with "
         f"{plan.jobs} job(s), {plan.timing.repeat} timed call(s) per task; harness overhead {outcome.overhead * 100:.1f} %; results: {outcome.run_dir / 'results.csv'}"
@@ -226,19 +238,53 @@ def run_command(
 
 @cli.command("rescore")
 @click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False, exists=True))
-def rescore_command(run_dir: str) -> None:
+@click.option(
+    "--metrics",
+    metavar="LIST",
+    help="Metrics to compute (as `bench run --metrics`) [default: the run's own]; new ones are added to the run.",
+)
+def rescore_command(run_dir: str, metrics: str | None) -> None:
     """Recompute the metrics of RUN from its kept bitstreams (a run made with --keep-bitstreams).
 
-    Rates and times stay as measured; exit status 1 when a row could not be rescored.
+    Rates and times stay as measured; a row that cannot be rescored is listed and the others go on;
+    exit status 1 when any could not.
     """
     from bench.rescore import rescore
 
-    done = rescore(Path(run_dir))
+    done = rescore(Path(run_dir), metrics)
     for problem in done.problems:
         click.echo(f"not rescored: {problem}", err=True)
     click.echo(f"rescored {done.rows} row(s) of {run_dir}; {len(done.problems)} not rescored")
     if done.problems:
         sys.exit(1)
+
+
+@cli.command("metrics")
+@click.option("--no-cost", is_flag=True, help="Do not time each metric on a 768x512 pair.")
+@click.option("--docs-table", is_flag=True, help="Print the column table of docs/results.md instead.")
+def metrics_command(no_cost: bool, docs_table: bool) -> None:
+    """List every metric: available or why not, version, direction, what it reads, groups and the
+    seconds it takes on one 768x512 image here, on one thread as in a run's workers (its cost class in
+    brackets)."""
+    import torch
+
+    from bench import measures
+
+    torch.set_num_threads(1)
+    if docs_table:
+        click.echo(measures.docs_table(), nl=False)
+        return
+    for name, metric in measures.all_metrics().items():
+        reason = metric.unavailable()
+        cost = "" if no_cost or reason else f"{measures.cost_seconds(metric):.3f} s "
+        click.echo(f"{name}: {'available' if reason is None else 'unavailable'} - {metric.label}")
+        if reason:
+            click.echo(f"    why: {reason}")
+        better = f"{metric.direction} is better" if metric.direction else "no direction"
+        source = f" (from {metric.source})" if metric.source else ""
+        click.echo(f"    version {metric.version}; {better}; reads {metric.reads}{source}")
+        groups = ", ".join(metric.groups) or "-"
+        click.echo(f"    groups: {groups}; cost per 768x512 image: {cost}[{metric.cost}]")
 
 
 @cli.command("codecs")

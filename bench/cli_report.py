@@ -8,7 +8,6 @@ import click
 
 from bench.errors import UserError
 
-DEFAULT_METRICS = "psnr_rgb,psnr_y,ms_ssim_db"
 METHODS = ("pchip", "cubic", "akima")
 
 runs_argument = click.argument(
@@ -24,10 +23,9 @@ import_option = click.option(
 )
 metrics_option = click.option(
     "--metrics",
-    default=DEFAULT_METRICS,
-    show_default=True,
     metavar="LIST",
-    help="Quality columns to compare, comma-separated.",
+    help="Metrics to compare: names, groups, +NAME or +GROUP to add to the default, or all "
+    "[default: psnr_rgb, psnr_y, ms_ssim_db]; `bench metrics` lists them.",
 )
 method_option = click.option(
     "--method",
@@ -56,17 +54,28 @@ def load_inputs(runs: tuple[str, ...], imports: tuple[str, ...]):
     return loaded, rows, imported
 
 
-def parse_metrics(text: str, rows) -> list[str]:
-    """The --metrics list, each a numeric column of the rows."""
-    metrics = [m.strip() for m in text.split(",") if m.strip()]
-    if not metrics:
-        raise UserError("--metrics names no metric")
-    for metric in metrics:
-        if metric not in rows.columns or metric in ("bpp", "bytes", "quality"):
-            raise UserError(f"--metrics: {metric!r} is not a quality column of these runs")
-        if rows[metric].dtype.kind not in "fi":
-            raise UserError(f"--metrics: {metric!r} is not numeric")
-    return metrics
+def parse_metrics(text: str | None, rows, default: list[str] | None = None) -> list[str]:
+    """The metrics a --metrics value asks to compare (bench.measures grammar; default: the default
+    metrics meant for comparison), each a quality metric the rows hold values of; those a group brings
+    that the rows lack are left out."""
+    from bench.measures import all_metrics, compared_by_default, named, resolve_metrics
+
+    chosen = resolve_metrics(text, compared_by_default() if default is None else default)
+    directionless = [m for m in chosen if all_metrics()[m].direction is None]
+    if directionless:
+        raise UserError(
+            f"--metrics: {', '.join(directionless)} has no better direction: not a quality metric"
+        )
+    held = [m for m in chosen if m in rows.columns and rows[m].notna().any()]
+    lacking = [m for m in named(text) if m not in held]
+    if lacking:
+        raise UserError(
+            f"--metrics: {', '.join(lacking)} not computed in these runs (`bench rescore RUN --metrics "
+            f"{','.join(lacking)}` adds them to a run made with --keep-bitstreams)"
+        )
+    if not held:
+        raise UserError(f"--metrics: none of {', '.join(chosen)} is computed in these runs")
+    return held
 
 
 def check_anchor(anchor: str, labels: list[str], imported: list, mode: str, need_two: bool = True) -> None:
@@ -74,8 +83,8 @@ def check_anchor(anchor: str, labels: list[str], imported: list, mode: str, need
     names = labels + [curve.label for curve in imported]
     if anchor not in names:
         hint = ""
-        if any(label.startswith(f"{anchor}@") for label in labels):
-            hint = " (it is in several runs or configurations: name one as CODEC@RUN or CODEC@RUN:CONFIG, as listed)"
+        if any(label.startswith((f"{anchor}@", f"{anchor}:")) for label in labels):
+            hint = " (it is in several runs or configurations: name one as listed)"
         raise UserError(f"anchor {anchor!r} is not in these runs{hint}; codecs: {', '.join(names)}")
     if mode == "image" and anchor not in labels:
         raise UserError(f"anchor {anchor!r} is an imported curve: use --mode curve")
@@ -136,7 +145,8 @@ def bd_command(runs, anchor, mode, metrics, method, delta, fmt, imports, seed) -
     help="Output folder [default: RUN/compressai for one run; required for several].",
 )
 def export_command(runs, fmt, out) -> None:
-    """Write each codec's dataset-mean curve as CompressAI-style result JSON, one file per codec."""
+    """Write each codec configuration's dataset-mean curve as CompressAI-style result JSON, one file per
+    configuration, named after its label."""
     from bench.report.compressai import export_compressai
 
     loaded, rows, _ = load_inputs(runs, ())
@@ -145,9 +155,12 @@ def export_command(runs, fmt, out) -> None:
     target = Path(out) if out else loaded[0].path / "compressai"
     configs = {}
     for run in loaded:
-        dataset = run.meta.get("config", {}).get("dataset", {}).get("name")
-        for label, codec in rows.loc[rows["run"] == run.name, ["label", "codec"]].drop_duplicates().values:
-            configs[label] = run.codec_config(codec) | {"dataset": dataset, "run": str(run.path)}
+        dataset = run.manifest.dataset.name if run.manifest else None
+        for label, config_hash in (
+            rows.loc[rows["run"] == run.name, ["label", "config_hash"]].drop_duplicates().values
+        ):
+            record = run.codec(config_hash)
+            configs[label] = (record.to_dict() if record else {}) | {"dataset": dataset, "run": str(run.path)}
     for path in export_compressai(rows, configs, target):
         click.echo(path)
 
@@ -211,7 +224,9 @@ def report_command(runs, anchor, out, imports, metrics, method, rates, no_visual
 @click.argument("base", type=click.Path(file_okay=False))
 @click.argument("new", type=click.Path(file_okay=False))
 @click.option(
-    "--metrics", default="psnr_rgb", show_default=True, metavar="LIST", help="Quality columns for BD-rate."
+    "--metrics",
+    metavar="LIST",
+    help="Metrics for BD-rate (as `bench bd --metrics`; a bare +NAME adds to psnr_rgb) [default: psnr_rgb].",
 )
 @click.option(
     "--max-bd-loss", type=float, metavar="PCT", help="Fail when a codec's BD-rate rises above PCT %."
@@ -229,8 +244,8 @@ def report_command(runs, anchor, out, imports, metrics, method, rates, no_visual
     help="Fail when a learned codec's kMAC per pixel (encoder or decoder) grows over R x.",
 )
 def compare_command(base, new, metrics, max_bd_loss, max_time_ratio, max_kmac_ratio) -> None:
-    """Compare run NEW with run BASE per codec: BD-rate, time and kMAC/px ratios, errors; exit 1 when a
-    threshold fails, 2 for unusable input.
+    """Compare run NEW with run BASE per codec configuration (paired by name and options): BD-rate, time
+    and kMAC/px ratios, errors; exit 1 when a threshold fails, 2 for unusable input.
 
     Times are normalised by each run's reference codec (--time-reference of `bench run`, default jp2).
     """
@@ -245,7 +260,8 @@ def compare_command(base, new, metrics, max_bd_loss, max_time_ratio, max_kmac_ra
             click.echo(f"note: {note}", err=True)
     if not set(runs[0].rows["codec"]) & set(runs[1].rows["codec"]):
         raise UserError(f"{base} and {new} share no codec")
-    result = compare(*runs, parse_metrics(metrics, runs[1].rows), max_bd_loss, max_time_ratio, max_kmac_ratio)
+    chosen = parse_metrics(metrics, runs[1].rows, default=["psnr_rgb"])
+    result = compare(*runs, chosen, max_bd_loss, max_time_ratio, max_kmac_ratio)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(format_comparison(result.table))

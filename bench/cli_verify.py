@@ -72,8 +72,8 @@ def verify_command(
     from tqdm import tqdm
 
     from bench import verify
-    from bench.catalog import load_catalog
     from bench.cli_options import parse_qualities
+    from bench.labels import Configuration, configuration_labels
     from bench.runner import RunRequest, resolve
 
     chosen = verify.default_variants()
@@ -109,11 +109,11 @@ def verify_command(
             executor="inline",
         )
         plan = resolve(request)
-        entries = [c.entry for c in plan.codecs]
-        try:
-            names = verify.labels(entries, load_catalog())
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+        if len({c.config_hash for c in plan.codecs}) < len(plan.codecs):
+            raise UserError("--codecs names the same codec configuration twice")
+        names = configuration_labels(
+            [Configuration(c.name, c.entry.options, "", c.config_hash) for c in plan.codecs]
+        )
         if write_bitstreams:
             directory = Path(write_bitstreams)
         else:

@@ -1,4 +1,8 @@
-"""`bench compare BASE NEW`: per codec, BD-rate of NEW vs BASE, time and kMAC/px change, errors; a CI gate.
+"""`bench compare BASE NEW`: per codec configuration, BD-rate of NEW vs BASE, time and kMAC/px change,
+errors; a CI gate.
+
+Configurations pair across the runs by codec name and options (the config hash also covers library
+versions, which may differ between the runs); each is labelled as bench.labels labels NEW's.
 
 Times are compared as ratios to each run's reference codec (run.json's config.timing.reference, else
 jp2 when both runs hold it), so that a slower or faster machine cancels out; without a reference in
@@ -7,6 +11,7 @@ both runs the raw median times are compared, and a note says so.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +19,8 @@ from typing import Any
 import pandas as pd
 
 from bench.bd import bd_rate
+from bench.labels import configuration_labels
+from bench.measures import LOWER, all_metrics
 from bench.report.curves import mean_curves, ok_rows
 from bench.runs import Run
 from bench.timing import DEFAULT_REFERENCE
@@ -40,27 +47,44 @@ class Comparison:
 
 def _reference(base: Run, new: Run) -> str | None:
     for run in (new, base):
-        reference = run.meta.get("config", {}).get("timing", {}).get("reference")
+        reference = run.manifest.timing.get("reference") if run.manifest else None
         if reference:
             return reference
     return DEFAULT_REFERENCE
 
 
-def _median(run: Run, codec: str, column: str) -> float:
-    values = ok_rows(run.rows)
-    return float(values.loc[values["codec"] == codec, column].median())
+def configurations(run: Run) -> dict[tuple[str, str], str]:
+    """(codec, options as JSON) -> config hash, for each configuration of the run's rows; a configuration
+    whose options run.json does not give pairs by its config hash."""
+    found = {}
+    for codec, config_hash in run.rows[["codec", "config_hash"]].drop_duplicates().itertuples(index=False):
+        record = run.codec(config_hash)
+        options = json.dumps(record.entry.options, sort_keys=True, default=str) if record else config_hash
+        found[(codec, options)] = config_hash
+    return found
 
 
-def time_ratio(base: Run, new: Run, codec: str, column: str, reference: str | None) -> float:
-    """NEW's median time over BASE's, each divided by its run's reference codec median if given."""
-    ratio = _median(new, codec, column) / _median(base, codec, column)
+def _median(run: Run, column: str, codec: str, config_hash: str | None = None) -> float:
+    """The median of ``column`` over the finished rows of a codec (of one configuration when given)."""
+    rows = ok_rows(run.rows)
+    chosen = rows["codec"] == codec
+    if config_hash is not None:
+        chosen &= rows["config_hash"] == config_hash
+    return float(rows.loc[chosen, column].median())
+
+
+def time_ratio(base: Run, new: Run, pair: tuple[str, str, str], column: str, reference: str | None) -> float:
+    """NEW's median time over BASE's for ``pair`` (codec, BASE's config hash, NEW's), each divided by its
+    run's reference codec median if given."""
+    codec, old, now = pair
+    ratio = _median(new, column, codec, now) / _median(base, column, codec, old)
     if reference:
-        ratio /= _median(new, reference, column) / _median(base, reference, column)
+        ratio /= _median(new, column, reference) / _median(base, column, reference)
     return ratio
 
 
-def _curve(run: Run, codec: str, metric: str) -> list[tuple[float, float]]:
-    rows = run.rows[run.rows["codec"] == codec].assign(label=codec)
+def _curve(run: Run, config_hash: str, metric: str) -> list[tuple[float, float]]:
+    rows = run.rows[run.rows["config_hash"] == config_hash].assign(label=config_hash)
     curve = mean_curves(rows, metric)
     return list(zip(curve["bpp"], curve["value"], strict=True))
 
@@ -71,31 +95,52 @@ def _lookup(document: dict[str, Any], path: tuple[str, ...]) -> Any:
     return document
 
 
-def provenance_notes(base: Run, new: Run) -> list[str]:
+def provenance_notes(base: Run, new: Run, pairs: dict[str, tuple[str, str, str]]) -> list[str]:
     """One line per provenance item or codec version that differs between the runs."""
     notes = []
     for path in PROVENANCE_KEYS:
         before, after = (
-            _lookup(base.meta.get("provenance", {}), path),
-            _lookup(new.meta.get("provenance", {}), path),
+            _lookup(run.manifest.provenance if run.manifest else {}, path) for run in (base, new)
         )
         if before != after:
             notes.append(f"provenance differs: {'.'.join(path)}: {before} (BASE) vs {after} (NEW)")
-    for codec in sorted(set(base.rows["codec"]) & set(new.rows["codec"])):
-        before, after = base.codec_config(codec).get("versions"), new.codec_config(codec).get("versions")
+    for label, (_, old, now) in pairs.items():
+        before, after = (run.codec(config) for run, config in ((base, old), (new, now)))
+        before, after = (record.versions if record else None for record in (before, after))
         if before != after:
-            notes.append(f"provenance differs: {codec} versions: {before} (BASE) vs {after} (NEW)")
+            notes.append(f"provenance differs: {label} versions: {before} (BASE) vs {after} (NEW)")
     return notes
 
 
-def kmac_ratio(base: Run, new: Run, codec: str) -> float:
+def kmac_ratio(base: Run, new: Run, pair: tuple[str, str, str]) -> float:
     """NEW's kMAC per pixel over BASE's, the larger of encoder and decoder; NaN where not counted."""
+    codec, old, now = pair
     ratios = []
     for column in ("kmac_px_enc", "kmac_px_dec"):
         if column in base.rows and column in new.rows:
-            ratios.append(_median(new, codec, column) / _median(base, codec, column))
+            ratios.append(_median(new, column, codec, now) / _median(base, column, codec, old))
     ratios = [r for r in ratios if not math.isnan(r)]
     return max(ratios) if ratios else math.nan
+
+
+def paired(base: Run, new: Run) -> tuple[dict[str, tuple[str, str, str]], list[str]]:
+    """{label: (codec, BASE's config hash, NEW's)} of the configurations both runs hold, and the labels
+    of those only one holds. A codec in one configuration in each run pairs whatever its options."""
+    before, after = configurations(base), configurations(new)
+    for codec in {key[0] for key in before} & {key[0] for key in after}:
+        mine = [[key for key in side if key[0] == codec] for side in (before, after)]
+        if len(mine[0]) == len(mine[1]) == 1:
+            before[(codec, "")], after[(codec, "")] = before.pop(mine[0][0]), after.pop(mine[1][0])
+    keys = sorted(before.keys() | after.keys())
+    owners = {key: (new if key in after else base) for key in keys}
+    labels = configuration_labels([owners[key].configuration(key[0], (after | before)[key]) for key in keys])
+    pairs = {
+        label: (key[0], before[key], after[key])
+        for key, label in zip(keys, labels, strict=True)
+        if key in before and key in after
+    }
+    alone = [label for key, label in zip(keys, labels, strict=True) if label not in pairs]
+    return pairs, alone
 
 
 def compare(
@@ -106,33 +151,34 @@ def compare(
     max_time_ratio: float | None = None,
     max_kmac_ratio: float | None = None,
 ) -> Comparison:
-    """Per codec of both runs: BD-rate (%) per metric, encode/decode time ratios, kMAC/px ratio, NEW's
-    errors, and which threshold it passes (``fails``)."""
-    notes = provenance_notes(base, new)
+    """Per codec configuration of both runs: BD-rate (%) per metric, encode/decode time ratios, kMAC/px
+    ratio, NEW's errors, and which threshold it passes (``fails``)."""
+    pairs, alone = paired(base, new)
+    notes = provenance_notes(base, new, pairs)
     reference = _reference(base, new)
     if reference not in set(base.rows["codec"]) & set(new.rows["codec"]):
         notes.append(f"reference codec {reference} is not in both runs: raw median times compared")
         reference = None
-    shared = sorted(set(base.rows["codec"]) & set(new.rows["codec"]))
-    for codec in sorted(set(base.rows["codec"]) ^ set(new.rows["codec"])):
-        notes.append(f"{codec} is in only one run: not compared")
+    notes += [f"{label} is in only one run: not compared" for label in alone]
     records = []
-    for codec in shared:
-        record: dict[str, Any] = {"codec": codec}
+    for label, pair in sorted(pairs.items()):
+        _, old, now = pair
+        record: dict[str, Any] = {"codec": label}
         fails = []
         for metric in metrics:
-            value = bd_rate(_curve(base, codec, metric), _curve(new, codec, metric))
+            higher = all_metrics()[metric].direction != LOWER
+            value = bd_rate(_curve(base, old, metric), _curve(new, now, metric), higher_is_better=higher)
             record[f"bd_rate_{metric}"] = value
             if max_bd_loss is not None and not math.isnan(value) and value > max_bd_loss:
                 fails.append(f"bd_rate_{metric} > {max_bd_loss:g} %")
         for column, name in (("enc_s", "enc_ratio"), ("dec_s", "dec_ratio")):
-            record[name] = time_ratio(base, new, codec, column, reference)
+            record[name] = time_ratio(base, new, pair, column, reference)
             if max_time_ratio is not None and record[name] > max_time_ratio:
                 fails.append(f"{name} > {max_time_ratio:g}")
-        record["kmac_ratio"] = kmac_ratio(base, new, codec)
+        record["kmac_ratio"] = kmac_ratio(base, new, pair)
         if max_kmac_ratio is not None and record["kmac_ratio"] > max_kmac_ratio:
             fails.append(f"kmac_ratio > {max_kmac_ratio:g}")
-        errors = int(new.rows.loc[new.rows["codec"] == codec, "error"].notna().sum())
+        errors = int(new.rows.loc[new.rows["config_hash"] == now, "error"].notna().sum())
         record["errors"] = errors
         if errors:
             fails.append(f"{errors} error row(s)")

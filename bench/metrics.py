@@ -1,10 +1,16 @@
-"""Distortion and rate metrics, exactly as DESIGN.md defines them ("Fixed definitions")."""
+"""The built-in metrics: their functions and their registrations (bench.measures).
+
+Adding a metric is one function here and one entry in METRICS (plug-ins do the same in their own
+package, see bench.measures); then `make docs` regenerates the column table of docs/results.md.
+"""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+
+from bench.measure_types import HIGHER, LOWER, Metric, MetricUndefined
 
 MS_SSIM_MIN_SIDE = 161  # 5 scales of an 11-tap window need a smaller side > (11 - 1) * 2**4 = 160
 BT709_LUMA = np.array([0.2126, 0.7152, 0.0722])
@@ -39,15 +45,13 @@ def psnr_y(reference: np.ndarray, reconstruction: np.ndarray) -> float:
     return psnr_from_mse(float(np.mean(diff * diff)))
 
 
-def ms_ssim(reference: np.ndarray, reconstruction: np.ndarray) -> tuple[float, str | None]:
-    """MS-SSIM with pytorch-msssim's defaults on RGB (data range 255, channel mean).
-
-    Returns (value, None), or (NaN, reason) for an image with a side under 161 px.
-    """
+def ms_ssim(reference: np.ndarray, reconstruction: np.ndarray) -> float:
+    """MS-SSIM with pytorch-msssim's defaults on RGB (data range 255, channel mean); MetricUndefined for
+    an image with a side under 161 px."""
     _check_pair(reference, reconstruction)
     height, width = reference.shape[:2]
     if min(height, width) < MS_SSIM_MIN_SIDE:
-        return math.nan, f"ms_ssim undefined: {width}x{height} has a side under {MS_SSIM_MIN_SIDE} px"
+        raise MetricUndefined(f"{width}x{height} has a side under {MS_SSIM_MIN_SIDE} px")
     import torch
     from pytorch_msssim import ms_ssim as _ms_ssim
 
@@ -56,7 +60,7 @@ def ms_ssim(reference: np.ndarray, reconstruction: np.ndarray) -> tuple[float, s
 
     with torch.no_grad():
         value = _ms_ssim(as_tensor(reference), as_tensor(reconstruction), data_range=255.0)
-    return float(value), None
+    return float(value)
 
 
 def ms_ssim_db(value: float) -> float:
@@ -71,13 +75,78 @@ def bpp(num_bytes: int, height: int, width: int) -> float:
     return num_bytes * 8 / (width * height)
 
 
-def distortion(reference: np.ndarray, reconstruction: np.ndarray) -> dict[str, float | str | None]:
-    """Every distortion column of a row, plus a note when a metric is undefined."""
-    ssim, note = ms_ssim(reference, reconstruction)
-    return {
-        "psnr_rgb": psnr_rgb(reference, reconstruction),
-        "psnr_y": psnr_y(reference, reconstruction),
-        "ms_ssim": ssim,
-        "ms_ssim_db": ms_ssim_db(ssim),
-        "note": note,
-    }
+def ciede2000(reference: np.ndarray, reconstruction: np.ndarray) -> float:
+    """Mean CIEDE2000 colour difference over the pixels, sRGB to CIELAB (D65) by scikit-image."""
+    _check_pair(reference, reconstruction)
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    return float(np.mean(deltaE_ciede2000(rgb2lab(reference), rgb2lab(reconstruction))))
+
+
+METRICS = [
+    Metric(
+        name="psnr_rgb",
+        label="PSNR RGB (dB)",
+        unit="dB",
+        direction=HIGHER,
+        fmt="{:.2f}",
+        doc="10 log10(255² / MSE), MSE over all pixels and the three channels; `inf` for identical images",
+        compute=psnr_rgb,
+        groups=("default",),
+        summary=True,
+        compressai_key="psnr-rgb",
+    ),
+    Metric(
+        name="psnr_y",
+        label="PSNR Y (dB)",
+        unit="dB",
+        direction=HIGHER,
+        fmt="{:.2f}",
+        doc="the same on unrounded full-range BT.709 luma Y = 0.2126 R + 0.7152 G + 0.0722 B",
+        compute=psnr_y,
+        reads="BT.709 luma of 8-bit RGB",
+        groups=("default",),
+        compressai_key="psnr-y",
+    ),
+    Metric(
+        name="ms_ssim",
+        label="MS-SSIM",
+        direction=HIGHER,
+        fmt="{:.5f}",
+        doc="MS-SSIM: 5 scales, Gaussian window 11 / sigma 1.5, data range 255, RGB channel mean "
+        "(pytorch-msssim); undefined on an image with a side under 161 px",
+        compute=ms_ssim,
+        requires=("torch", "pytorch_msssim"),
+        cost="moderate",
+        groups=("default",),
+        compared=False,
+        compressai_key="ms-ssim-rgb",
+    ),
+    Metric(
+        name="ms_ssim_db",
+        label="MS-SSIM (dB)",
+        unit="dB",
+        direction=HIGHER,
+        fmt="{:.2f}",
+        doc="-10 log10(1 - ms_ssim)",
+        source="ms_ssim",
+        derive=ms_ssim_db,
+        requires=("torch", "pytorch_msssim"),
+        cost="moderate",
+        groups=("default",),
+        summary=True,
+    ),
+    Metric(
+        name="ciede2000",
+        label="CIEDE2000 (mean ΔE00)",
+        unit="ΔE00",
+        direction=LOWER,
+        fmt="{:.4f}",
+        doc="mean CIEDE2000 colour difference over the pixels, sRGB to CIELAB (D65) by scikit-image; 0 for "
+        "identical images, lower is better",
+        compute=ciede2000,
+        requires=("skimage",),
+        cost="moderate",
+        groups=("color",),
+    ),
+]

@@ -26,6 +26,7 @@ class RunRequest:
     ship_images: bool = False  # the client sends the image files to the workers (executor dask)
     cache: str | None = None  # a folder of finished tasks shared by runs (content-addressed by task key)
     keep_bitstreams: bool = False  # keep every encoded bitstream in <run dir>/bitstreams (bench rescore)
+    metrics: str | None = None  # --metrics (bench.measures grammar); None: the default group
     out: str | None = None
     skip_unavailable: bool = False
     skip_bad: bool = False

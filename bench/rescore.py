@@ -1,24 +1,89 @@
-"""`bench rescore RUN`: recompute the distortion columns from the kept bitstreams, without re-encoding.
+"""Metrics recomputed from kept bitstreams, without re-encoding: `bench rescore RUN`, and the rows a
+resumed or cached run lacks metrics for (bench.runner).
 
-Needs a run made with --keep-bitstreams. Each row without an error is decoded again from its kept
-bitstream (whose length must still be the row's bytes) with the run's own catalog entry, and its
-metrics are recomputed against the original image (whose pixel hash must still match); rates and
-times stay as measured.
+A row is rescored from its kept bitstream (whose length must still be the row's bytes), decoded with
+the run's own catalog entry, against the original image (whose pixel hash must still match); rates
+and times stay as measured. Each row that cannot be rescored is a problem line; the others go on.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from bench import metrics
-from bench.catalog import CatalogEntry
-from bench.codec import Codec, codec_for
+import numpy as np
+
+from bench import measures
+from bench.codec import Codec, CodecUnavailable, open_codec
 from bench.errors import UserError
-from bench.images import load_image, pixel_sha256
-from bench.runner import BITSTREAMS, bitstream_path, run_dir_lock
+from bench.images import BadImage, load_image, pixel_sha256
+from bench.rundir import (
+    BITSTREAMS,
+    CSV,
+    DATABASE,
+    CodecRecord,
+    Manifest,
+    bitstream_path,
+    read_manifest,
+    run_dir_lock,
+    write_manifest,
+)
 from bench.store import Store, row_key
+
+
+def where(row: dict[str, Any]) -> str:
+    return f"{row['codec']} {row['image']} q{float(row['quality']):g}"
+
+
+@dataclass
+class Rescorer:
+    """Rescores rows: the images by pixel hash (file paths), the codecs by config hash (opened with
+    bench.codec.open_codec, held to the run's library versions)."""
+
+    images: dict[str, Path]
+    codecs: dict[str, CodecRecord]
+    problems: list[str] = field(default_factory=list)
+    _image: tuple[str, np.ndarray | None] = ("", None)
+
+    def _pixels(self, sha: str) -> np.ndarray:
+        if self._image[0] != sha:
+            path = self.images.get(sha)
+            if path is None:
+                raise LookupError("its image is not in run.json")
+            image = load_image(path).rgb
+            if pixel_sha256(image) != sha:
+                raise LookupError(f"{path}: the image's pixels changed since the run")
+            self._image = (sha, image)
+        return self._image[1]
+
+    def _codec(self, config_hash: str) -> Codec:
+        record = self.codecs.get(config_hash)
+        if record is None:
+            raise LookupError("its codec configuration is not in run.json")
+        return open_codec(record.entry, record.versions)
+
+    def columns(self, row: dict[str, Any], path: Path, names: Iterable[str]) -> dict[str, Any] | None:
+        """The metric columns of ``row`` recomputed from the bitstream at ``path``, or None (a problem)."""
+        try:
+            data = path.read_bytes()
+            if len(data) != row["bytes"]:
+                raise LookupError(f"the kept bitstream has {len(data)} bytes, the row {row['bytes']}")
+            image = self._pixels(row["image_sha256"])
+            decoded = self._codec(row["config_hash"]).decode(data, image.shape[:2])
+            if decoded.shape != image.shape or decoded.dtype != np.uint8:
+                raise ValueError(
+                    f"decoder returned {decoded.dtype} {decoded.shape}, expected uint8 {image.shape}"
+                )
+            return measures.merged(row, measures.compute(names, image, decoded))
+        except FileNotFoundError:
+            self.problems.append(f"{where(row)}: no kept bitstream")
+        except (OSError, LookupError, BadImage, CodecUnavailable) as exc:
+            self.problems.append(f"{where(row)}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a codec or metric failure is a problem line; the rest go on
+            self.problems.append(f"{where(row)}: {type(exc).__name__}: {' '.join(str(exc).split())}")
+        return None
 
 
 @dataclass
@@ -27,43 +92,37 @@ class Rescored:
     problems: list[str] = field(default_factory=list)
 
 
-def rescore(run_dir: Path) -> Rescored:
-    """Recompute the distortion columns of every successful row of ``run_dir`` from its bitstream."""
+def rescorer_for(manifest: Manifest) -> Rescorer:
+    """A Rescorer of the run described by ``manifest``: its images where run.json says, its codecs'
+    catalog entries."""
+    root = Path(manifest.dataset.root)
+    images = {image.sha256: root / image.name for image in manifest.dataset.images}
+    return Rescorer(images, {codec.config_hash: codec for codec in manifest.codecs})
+
+
+def rescore(run_dir: Path, spec: str | None = None) -> Rescored:
+    """Recompute the metrics ``spec`` (bench.measures grammar; default: the run's own) of every
+    successful row of ``run_dir`` from its kept bitstream; run.json then lists them among its metrics."""
     folder = run_dir / BITSTREAMS
     if not folder.is_dir():
         raise UserError(f"{run_dir} has no kept bitstreams: run it with --keep-bitstreams to rescore it")
-    try:
-        config = json.loads((run_dir / "run.json").read_text())["config"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"{run_dir}: no readable run.json ({exc})") from None
-    entries = {c["config_hash"]: CatalogEntry.from_dict(c["entry"]) for c in config["codecs"]}
-    root = Path(config["dataset"]["root"])
-    names = {image["sha256"]: image["name"] for image in config["dataset"]["images"]}
-    done = Rescored()
-    codecs: dict[str, Codec] = {}
-    with run_dir_lock(run_dir), Store(run_dir / "results.sqlite") as store:
+    manifest = read_manifest(run_dir)
+    recorded = [
+        name for name in manifest.metrics if name in measures.all_metrics()
+    ] or measures.default_metrics()
+    names = measures.with_sources(measures.resolve_metrics(spec, recorded) if spec else recorded)
+    measures.check_available(names)
+    rescorer = rescorer_for(manifest)
+    done = Rescored(problems=rescorer.problems)
+    with run_dir_lock(run_dir), Store(run_dir / DATABASE) as store:
         frame = store.frame()
         for row in frame[frame["error"].isna()].to_dict("records"):
             key = row_key(row)
-            where = f"{row['codec']} {row['image']} q{row['quality']:g}"
-            path = bitstream_path(folder, key)
-            if not path.is_file():
-                done.problems.append(f"{where}: no kept bitstream")
-                continue
-            data = path.read_bytes()
-            if len(data) != row["bytes"]:
-                done.problems.append(
-                    f"{where}: the kept bitstream has {len(data)} bytes, the row {row['bytes']}"
-                )
-                continue
-            image = load_image(root / names[row["image_sha256"]]).rgb
-            if pixel_sha256(image) != row["image_sha256"]:
-                done.problems.append(f"{where}: the image's pixels changed since the run")
-                continue
-            if row["config_hash"] not in codecs:
-                codecs[row["config_hash"]] = codec_for(entries[row["config_hash"]])
-            decoded = codecs[row["config_hash"]].decode(data, (int(row["height"]), int(row["width"])))
-            store.update(key, metrics.distortion(image, decoded))
-            done.rows += 1
-        store.frame().to_csv(run_dir / "results.csv", index=False)
+            columns = rescorer.columns(row, bitstream_path(folder, key), names)
+            if columns is not None:
+                store.update(key, columns)
+                done.rows += 1
+        store.frame().to_csv(run_dir / CSV, index=False)
+        manifest.metrics = measures.with_sources([*manifest.metrics, *names])
+        write_manifest(run_dir, manifest)
     return done

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,42 +15,37 @@ from typing import Any
 
 import pandas as pd
 
-from bench import datasets
+from bench import datasets, measures
 from bench.catalog import CatalogEntry, config_hash, load_catalog, parse_codec_specs
 from bench.codec import CodecUnavailable, resources_for
 from bench.errors import UserError
 from bench.executors import EXECUTORS, default_jobs, make_executor
 from bench.provenance import provenance
 from bench.request import RunRequest
-from bench.store import SCHEMA_VERSION, Store, TaskKey, row_key
+from bench.rescore import Rescorer
+from bench.rundir import (
+    BITSTREAMS,
+    CSV,
+    DATABASE,
+    RUN_JSON,
+    CodecRecord,
+    DatasetRecord,
+    ImageRecord,
+    Manifest,
+    bitstream_path,
+    keep_bitstream,
+    read_manifest,
+    run_dir_lock,
+    write_manifest,
+)
+from bench.store import Store, TaskKey, row_key
 from bench.timing import TimingPlan, plan_timing
 from bench.worker import Task
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RUNS_DIR = Path("reports/runs")
-BITSTREAMS = "bitstreams"  # the run directory's folder of kept bitstreams
 IN_PROCESS_EXCLUDED_ADAPTERS = ("subprocess",)
-
-
-@dataclass(frozen=True)
-class ResolvedCodec:
-    entry: CatalogEntry
-    threads: int
-    versions: dict[str, str]
-    config_hash: str
-    qualities: tuple[float, ...]
-    resources: dict[str, float]  # what a Dask worker must offer (GPU for a codec on CUDA)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.entry.name,
-            "config_hash": self.config_hash,
-            "threads": self.threads,
-            "qualities": list(self.qualities),
-            "versions": self.versions,
-            "entry": self.entry.to_dict(),
-        }
 
 
 @dataclass
@@ -61,13 +54,14 @@ class RunPlan:
     config_id: str
     dataset: datasets.Dataset
     images: list[datasets.ImageInfo]
-    codecs: list[ResolvedCodec]
+    codecs: list[CodecRecord]
     jobs: int
     executor: str
     request: RunRequest
     notes: list[str]
     skipped_files: list[datasets.BadFile]
     timing: TimingPlan = field(default_factory=TimingPlan)
+    metrics: list[str] = field(default_factory=measures.default_metrics)  # with their sources
 
 
 @dataclass
@@ -95,7 +89,7 @@ def _selected_entries(request: RunRequest, notes: list[str]) -> list[CatalogEntr
     return selected
 
 
-def resolve_codecs(request: RunRequest, notes: list[str]) -> list[ResolvedCodec]:
+def resolve_codecs(request: RunRequest, notes: list[str]) -> list[CodecRecord]:
     """Catalog entries with options, threads, versions and config hashes; unavailable ones refused.
 
     The executor says whether each codec runs where the tasks will (with a Dask scheduler, a worker of
@@ -120,7 +114,7 @@ def resolve_codecs(request: RunRequest, notes: list[str]) -> list[ResolvedCodec]
             continue
         qualities = request.qualities.get(entry.name, entry.qualities)
         resolved.append(
-            ResolvedCodec(
+            CodecRecord(
                 entry,
                 threads,
                 versions,
@@ -141,7 +135,7 @@ def resolve_codecs(request: RunRequest, notes: list[str]) -> list[ResolvedCodec]
 
 
 def _config_id(
-    dataset_name: str, images: list[datasets.ImageInfo], codecs: list[ResolvedCodec], timing: TimingPlan
+    dataset_name: str, images: list[datasets.ImageInfo], codecs: list[CodecRecord], timing: TimingPlan
 ) -> str:
     payload: dict[str, Any] = {
         "dataset": dataset_name,
@@ -166,6 +160,8 @@ def resolve(request: RunRequest) -> RunPlan:
         raise UserError("--jobs must be at least 1")
     if request.images is not None and request.images < 1:
         raise UserError("--images must be at least 1")
+    metrics = measures.with_sources(measures.resolve_metrics(request.metrics, measures.default_metrics()))
+    measures.check_available(metrics)
     notes: list[str] = []
     codecs = resolve_codecs(request, notes)
     try:
@@ -200,90 +196,85 @@ def resolve(request: RunRequest) -> RunPlan:
     config_id = _config_id(dataset.name, images, codecs, timing)
     run_dir = Path(request.out) if request.out else DEFAULT_RUNS_DIR / f"{dataset.name}-{config_id[:8]}"
     return RunPlan(
-        run_dir, config_id, dataset, images, codecs, jobs, request.executor, request, notes, bad, timing
+        run_dir,
+        config_id,
+        dataset,
+        images,
+        codecs,
+        jobs,
+        request.executor,
+        request,
+        notes,
+        bad,
+        timing,
+        metrics,
     )
 
 
-def run_json(plan: RunPlan) -> dict[str, Any]:
-    """The run.json document: schema version, resolved configuration, provenance."""
+def manifest(plan: RunPlan) -> Manifest:
+    """The run's run.json: schema version, resolved configuration, provenance."""
     request = plan.request
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "config_id": plan.config_id,
-        "config": {
-            "dataset": {
-                "name": plan.dataset.name,
-                "spec": request.dataset,
-                "root": str(plan.dataset.root),
-                "data_dir": request.data_dir,
-                "limit": request.images,
-                "images": [
-                    {
-                        "name": i.name,
-                        "sha256": i.sha256,
-                        "width": i.width,
-                        "height": i.height,
-                        "notes": list(i.notes),
-                    }
-                    for i in plan.images
-                ],
-                "skipped": [{"path": str(b.path), "reason": b.reason} for b in plan.skipped_files],
-            },
-            "codecs": [codec.to_dict() for codec in plan.codecs],
-            "threads": request.threads,
-            "jobs": plan.jobs,
-            "executor": plan.executor,
-            "timing": plan.timing.to_dict(),
-        },
-        "provenance": provenance(),
-    }
+    dataset = DatasetRecord(
+        plan.dataset.name,
+        request.dataset,
+        str(plan.dataset.root),
+        request.data_dir,
+        request.images,
+        [ImageRecord(i.name, i.sha256, i.width, i.height, tuple(i.notes)) for i in plan.images],
+        [{"path": str(b.path), "reason": b.reason} for b in plan.skipped_files],
+    )
+    codecs = [
+        CodecRecord(c.entry, c.threads, c.versions, c.config_hash, c.qualities, c.resources)
+        for c in plan.codecs
+    ]
+    return Manifest(
+        plan.config_id,
+        dataset,
+        codecs,
+        request.threads,
+        plan.jobs,
+        plan.executor,
+        plan.timing.to_dict(),
+        plan.metrics,
+        provenance(),
+    )
 
 
 def request_from_run_json(path: Path) -> RunRequest:
     """The request that repeats a run exactly: its own catalog entries, qualities, images and threads."""
-    try:
-        document = json.loads(Path(path).read_text())
-        config = document["config"]
-        dataset = config["dataset"]
-        entries = [CatalogEntry.from_dict(codec["entry"]) for codec in config["codecs"]]
-        qualities = {codec["name"]: codec["qualities"] for codec in config["codecs"]}
-        timing = config.get("timing", {})
-        request = RunRequest(
-            dataset=dataset["spec"],
-            data_dir=dataset.get("data_dir"),
-            images=dataset.get("limit"),
-            qualities=qualities,
-            jobs=config.get("jobs"),
-            threads=config.get("threads"),
-            executor=config.get("executor", "local"),
-            skip_bad=bool(dataset.get("skipped")),
-            entries=entries,
-            repeat=timing.get("repeat"),
-            timing=bool(timing.get("preset", False)),
-            time_reference=timing.get("reference"),
-        )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{path}: not a readable run.json ({exc})") from None
-    return request
+    recorded = read_manifest(path)
+    dataset, timing = recorded.dataset, recorded.timing
+    return RunRequest(
+        dataset=dataset.spec,
+        data_dir=dataset.data_dir,
+        images=dataset.limit,
+        qualities={codec.name: list(codec.qualities) for codec in recorded.codecs},
+        jobs=recorded.jobs,
+        threads=recorded.threads,
+        executor=recorded.executor,
+        skip_bad=bool(dataset.skipped),
+        entries=[codec.entry for codec in recorded.codecs],
+        repeat=timing.get("repeat"),
+        timing=bool(timing.get("preset", False)),
+        time_reference=timing.get("reference"),
+        metrics=",".join(recorded.metrics) if recorded.metrics else None,
+    )
 
 
 def _prepare_run_dir(plan: RunPlan) -> None:
-    """Create the run directory, or check that an existing one holds this same configuration."""
-    path = plan.run_dir / "run.json"
-    if path.exists():
-        try:
-            existing = json.loads(path.read_text()).get("config_id")
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{path}: unreadable ({exc}); use another --out") from None
-        if existing != plan.config_id:
+    """Create the run directory, or check that an existing one holds this same configuration; run.json
+    then lists the metrics its rows may hold (those asked for now and before)."""
+    if (plan.run_dir / RUN_JSON).exists():
+        existing = read_manifest(plan.run_dir)
+        if existing.config_id != plan.config_id:
             raise UserError(
-                f"{plan.run_dir} holds a different run configuration ({existing} here, {plan.config_id} asked); "
-                "use another --out or remove that directory"
+                f"{plan.run_dir} holds a different run configuration ({existing.config_id} here, "
+                f"{plan.config_id} asked); use another --out or remove that directory"
             )
+        known = [name for name in existing.metrics if name in measures.all_metrics()]
+        plan.metrics = measures.with_sources([*known, *plan.metrics])
     plan.run_dir.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(run_json(plan), indent=2) + "\n")
-    os.replace(temporary, path)
+    write_manifest(plan.run_dir, manifest(plan))
 
 
 def _tasks(plan: RunPlan) -> list[Task]:
@@ -305,25 +296,12 @@ def _tasks(plan: RunPlan) -> list[Task]:
             keep_bitstream=plan.request.keep_bitstreams,
             versions=codec.versions,
             resources=codec.resources,
+            metrics=tuple(plan.metrics),
         )
         for image in plan.images
         for codec in plan.codecs
         for quality in codec.qualities
     ]
-
-
-def bitstream_path(folder: Path, key: TaskKey) -> Path:
-    """Where --keep-bitstreams keeps a task's bytes: <folder>/<config hash>/<image sha256>-q<quality>.bin"""
-    image_sha256, _, config_hash, quality = key
-    return Path(folder) / config_hash / f"{image_sha256}-q{quality:g}.bin"
-
-
-def _keep_bitstream(folder: Path, key: TaskKey, data: bytes) -> None:
-    path = bitstream_path(folder, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
 
 
 def harness_overhead(rows: list[dict[str, Any]], wall_s: float, jobs: int) -> float:
@@ -348,29 +326,6 @@ def _cache(folder: str | None) -> Iterator[Store | None]:
         yield cache
 
 
-@contextmanager
-def run_dir_lock(run_dir: Path) -> Iterator[None]:
-    """Hold the run directory's lock (an flock on .lock) for one run; refuse if another run holds it."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with (run_dir / ".lock").open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "?"
-            raise UserError(
-                f"another bench run (pid {holder}) is writing to {run_dir}: wait for it, or use another --out"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def execute_plan(plan: RunPlan, progress: Callable[[int], Any] | None = None) -> RunOutcome:
     """Run the tasks the store lacks; one transaction per finished task; export results.csv.
 
@@ -380,36 +335,98 @@ def execute_plan(plan: RunPlan, progress: Callable[[int], Any] | None = None) ->
         return _execute_locked(plan, progress)
 
 
+@dataclass
+class _Pending:
+    """The planned tasks against what the store and the cache hold."""
+
+    tasks: list[Task] = field(default_factory=list)  # to run
+    rerun: set[TaskKey] = field(default_factory=set)  # stored rows to replace (stale, not rescored)
+    resumed: int = 0
+    rescored: int = 0
+    cached: int = 0
+    problems: list[str] = field(default_factory=list)  # why kept bitstreams could not be rescored
+
+
+def _rescorer(plan: RunPlan) -> Rescorer:
+    return Rescorer(
+        {image.sha256: image.path for image in plan.images}, {c.config_hash: c for c in plan.codecs}
+    )
+
+
+def _pending(plan: RunPlan, store: Store, cache: Store | None) -> _Pending:
+    """Which tasks to run: stored rows that lack a metric (or hold an older version of one) are rescored
+    from their kept bitstream, else run again; the cache's rows are taken the same way."""
+    pending = _Pending()
+    stored = {row_key(row): row for row in store.frame().to_dict("records")}
+    rescorer = _rescorer(plan)
+    kept = plan.run_dir / BITSTREAMS if plan.request.keep_bitstreams else None
+    fresh: dict[TaskKey, Task] = {}
+    for task in _tasks(plan):
+        row = stored.get(task.key)
+        missing = measures.stale(row, task.metrics) if row is not None else []
+        if row is None:
+            fresh[task.key] = task
+        elif isinstance(row["error"], str) or not missing:
+            pending.resumed += 1
+        elif kept and (columns := _rescored(rescorer, row, bitstream_path(kept, task.key), missing)):
+            store.update(task.key, columns)
+            pending.rescored += 1
+        else:
+            pending.rerun.add(task.key)
+            pending.tasks.append(task)
+    if cache is not None:
+        cached_bitstreams = Path(plan.request.cache) / BITSTREAMS
+        for row in cache.rows(list(fresh)):
+            key = row_key(row)
+            task, path = fresh[key], bitstream_path(cached_bitstreams, key)
+            missing = measures.stale(row, task.metrics)
+            if missing:
+                columns = _rescored(rescorer, row, path, missing)
+                if columns is None:
+                    continue
+                cache.update(key, columns)
+                row |= columns
+            if kept:
+                if not path.is_file():
+                    continue  # a run that keeps bitstreams takes only rows whose bitstream the cache kept
+                keep_bitstream(kept, key, path.read_bytes())
+            store.add(row | {"dataset": task.dataset, "image": task.image})  # names as in this run
+            del fresh[key]
+            pending.cached += 1
+    pending.tasks += fresh.values()
+    pending.problems = rescorer.problems
+    return pending
+
+
+def _rescored(rescorer: Rescorer, row: dict[str, Any], path: Path, names: list[str]) -> dict[str, Any] | None:
+    """The row's metric columns recomputed from its kept bitstream, or None (no bitstream, or it failed)."""
+    return rescorer.columns(row, path, names) if path.is_file() else None
+
+
 def _execute_locked(plan: RunPlan, progress: Callable[[int], Any] | None) -> RunOutcome:
     start = time.perf_counter()
     _prepare_run_dir(plan)
-    cache_notes: list[str] = []
-    with Store(plan.run_dir / "results.sqlite") as store, _cache(plan.request.cache) as cache:
-        done = store.done_keys()
-        planned = _tasks(plan)
-        tasks = [task for task in planned if task.key not in done]
-        resumed = len(planned) - len(tasks)
-        if cache is not None:
-            waiting = {task.key: task for task in tasks}
-            for row in cache.rows(list(waiting)):
-                task = waiting.pop(row_key(row))
-                store.add(row | {"dataset": task.dataset, "image": task.image})  # names as in this run
-            cached = len(tasks) - len(waiting)
-            tasks = list(waiting.values())
-            if cached:
-                cache_notes.append(f"{cached} task(s) taken from the cache {plan.request.cache}")
+    request = plan.request
+    kept = plan.run_dir / BITSTREAMS if request.keep_bitstreams else None
+    cached_bitstreams = Path(request.cache) / BITSTREAMS if request.cache and kept else None
+    with Store(plan.run_dir / DATABASE) as store, _cache(request.cache) as cache:
+        pending = _pending(plan, store, cache)
+        tasks = pending.tasks
         new_rows: list[dict[str, Any]] = []
         bar = progress(len(tasks)) if progress else None
         executor = make_executor(plan.request)
         rows = executor.run(tasks, plan.jobs)
         try:
             for row in rows:
+                key = row_key(row)
                 data = row.pop("bitstream", None)
                 if data is not None:  # before its row: a stored row always has its bitstream
-                    _keep_bitstream(plan.run_dir / BITSTREAMS, row_key(row), data)
-                store.add(row)
+                    keep_bitstream(kept, key, data)
+                store.add(row, replace=key in pending.rerun)
                 if cache is not None and not row.get("error"):
-                    cache.add(row)
+                    if cached_bitstreams is not None:
+                        keep_bitstream(cached_bitstreams, key, data)
+                    cache.add(row, replace=True)
                 new_rows.append(row)
                 if bar is not None:
                     bar.update(1)
@@ -417,20 +434,32 @@ def _execute_locked(plan: RunPlan, progress: Callable[[int], Any] | None) -> Run
             if bar is not None:
                 bar.close()
             frame = store.frame()
-            frame.to_csv(plan.run_dir / "results.csv", index=False)
+            frame.to_csv(plan.run_dir / CSV, index=False)
     wall_s = time.perf_counter() - start
     errors = sum(1 for row in new_rows if row.get("error"))
-    notes = (
-        list(plan.notes)
-        + cache_notes
-        + executor.notes
-        + ([f"{errors} task(s) failed: see the error column"] if errors else [])
-    )
+    notes = list(plan.notes)
+    if pending.cached:
+        notes.append(f"{pending.cached} task(s) taken from the cache {request.cache}")
+    if pending.rescored:
+        notes.append(f"{pending.rescored} stored row(s) lacked a metric: rescored from their kept bitstreams")
+    if pending.rerun:
+        notes.append(
+            f"{len(pending.rerun)} stored row(s) lacked a metric and were not rescored from a kept "
+            "bitstream: run again"
+        )
+    if pending.problems:
+        notes.append(
+            f"{len(pending.problems)} kept bitstream(s) could not be rescored, their tasks ran again "
+            f"(first: {pending.problems[0]})"
+        )
+    notes += executor.notes
+    if errors:
+        notes.append(f"{errors} task(s) failed: see the error column")
     return RunOutcome(
         plan.run_dir,
         frame,
         len(new_rows),
-        resumed,
+        pending.resumed + pending.rescored,
         wall_s,
         harness_overhead(new_rows, wall_s, plan.jobs),
         notes,

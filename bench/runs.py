@@ -1,24 +1,25 @@
 """Reading run directories (what commands call RUN) for the commands that read results.
 
 A run directory's rows come from results.sqlite (opened read-only), else from results.csv (so that a
-committed baseline can be text); run.json adds the configuration and provenance when present.
-Several runs are read together as one table of curves, each codec labelled uniquely.
+committed baseline can be text); run.json (bench.rundir.Manifest) adds the configuration and
+provenance when present. Several runs are read together as one table of curves, each codec
+configuration labelled uniquely (bench.labels).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from bench.errors import UserError
-from bench.store import COLUMNS
+from bench.labels import Configuration, configuration_labels
+from bench.measures import measures
+from bench.rundir import CSV, DATABASE, RUN_JSON, CodecRecord, Manifest, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -27,21 +28,23 @@ REQUIRED_COLUMNS = ("image", "image_sha256", "codec", "config_hash", "quality", 
 
 @dataclass
 class Run:
-    """One run directory: its rows (every task, failed ones included) and its run.json (or {})."""
+    """One run directory: its rows (every task, failed ones included) and its run.json (or None)."""
 
     path: Path
     name: str
     rows: pd.DataFrame
-    meta: dict[str, Any]
+    manifest: Manifest | None
     source: str
     notes: list[str] = field(default_factory=list)
 
-    def codec_config(self, codec: str) -> dict[str, Any]:
-        """The run.json entry of a codec (name, versions, qualities, catalog entry), or {}."""
-        for entry in self.meta.get("config", {}).get("codecs", []):
-            if entry.get("name") == codec:
-                return entry
-        return {}
+    def codec(self, config_hash: str) -> CodecRecord | None:
+        """The configuration of the rows with this config hash, as run.json records it (or None)."""
+        return self.manifest.codec(config_hash) if self.manifest else None
+
+    def configuration(self, codec: str, config_hash: str) -> Configuration:
+        """The rows' configuration for labelling: name, options (from run.json), run, config hash."""
+        record = self.codec(config_hash)
+        return Configuration(codec, dict(record.entry.options) if record else {}, self.name, config_hash)
 
 
 def _read_sqlite(path: Path) -> pd.DataFrame:
@@ -53,7 +56,7 @@ def _read_sqlite(path: Path) -> pd.DataFrame:
 
 
 def _read_rows(directory: Path, notes: list[str]) -> tuple[pd.DataFrame, str]:
-    database, csv = directory / "results.sqlite", directory / "results.csv"
+    database, csv = directory / DATABASE, directory / CSV
     if database.exists():
         try:
             return _read_sqlite(database), database.name
@@ -81,23 +84,22 @@ def load_run(directory: str | Path) -> Run:
     missing = [column for column in REQUIRED_COLUMNS if column not in rows.columns]
     if missing:
         raise UserError(f"{directory / source}: missing column(s) {', '.join(missing)}")
-    for column, kind in COLUMNS.items():  # an all-NULL column reads as objects from SQLite
-        if column in rows.columns and kind.split()[0] in ("REAL", "INTEGER"):
+    for column, measure in measures().items():  # an all-NULL column reads as objects from SQLite
+        if column in rows.columns and measure.python_type in (float, int):
             rows[column] = pd.to_numeric(rows[column], errors="coerce")
-            if kind.startswith("REAL"):
+            if measure.python_type is float:
                 rows[column] = rows[column].astype(float)
     rows["error"] = rows["error"].where(rows["error"].notna() & (rows["error"] != ""), None)
-    meta: dict[str, Any] = {}
-    run_json = directory / "run.json"
-    if run_json.exists():
+    manifest = None
+    if (directory / RUN_JSON).exists():
         try:
-            meta = json.loads(run_json.read_text())
-        except (OSError, ValueError) as exc:
-            notes.append(f"{run_json} unreadable ({exc}): configuration unknown")
+            manifest = read_manifest(directory)
+        except UserError as exc:
+            notes.append(f"{exc}: configuration unknown")
     else:
         notes.append(f"{directory}: no run.json: configuration and provenance unknown")
     name = directory.resolve().name
-    return Run(directory, name, rows, meta, source, notes)
+    return Run(directory, name, rows, manifest, source, notes)
 
 
 def load_runs(directories: list[str | Path]) -> list[Run]:
@@ -114,11 +116,8 @@ def load_runs(directories: list[str | Path]) -> list[Run]:
 
 
 def combined_rows(runs: list[Run]) -> pd.DataFrame:
-    """Every run's rows with ``run`` (display name) and ``label`` (unique codec label) columns.
-
-    A label is the codec name when one run and one configuration hold it; otherwise
-    ``codec@run`` (and ``codec@run:hash`` if one run holds two configurations of it).
-    """
+    """Every run's rows with ``run`` (display name) and ``label`` (unique per codec configuration, as
+    bench.labels gives it: ``lic:exact=false``, ``jpeg@run``) columns."""
     frames = [run.rows.assign(run=run.name, run_index=i) for i, run in enumerate(runs)]
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if not rows.empty:
@@ -126,16 +125,11 @@ def combined_rows(runs: list[Run]) -> pd.DataFrame:
         rows = rows.sort_values(order, kind="stable", ignore_index=True).drop(columns="run_index")
     if rows.empty:
         return rows.assign(label=pd.Series(dtype=str))
-    configs = rows[["codec", "run", "config_hash"]].drop_duplicates()
-    per_codec = configs.groupby("codec").size()
-    per_run = configs.groupby(["codec", "run"]).size()
-    labels = {}
-    for codec, run, config in configs.itertuples(index=False):
-        label = codec
-        if per_codec[codec] > 1:
-            label = f"{codec}@{run}"
-            if per_run[(codec, run)] > 1:
-                label = f"{label}:{config[:8]}"
-        labels[(codec, run, config)] = label
+    by_name = {run.name: run for run in runs}
+    seen = rows[["codec", "run", "config_hash"]].drop_duplicates()
+    configurations = [
+        by_name[run].configuration(codec, config) for codec, run, config in seen.itertuples(index=False)
+    ]
+    labels = dict(zip(map(tuple, seen.values), configuration_labels(configurations), strict=True))
     keys = zip(rows["codec"], rows["run"], rows["config_hash"], strict=True)
     return rows.assign(label=[labels[key] for key in keys])

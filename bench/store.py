@@ -9,44 +9,19 @@ from typing import Any, Self
 
 import pandas as pd
 
-# 2: load_s; 3: repeats; 4: enc_peak_rss_mb, dec_peak_rss_mb; 5: kmac_px_*, *_gpu_peak_mb
-SCHEMA_VERSION = 5
+from bench.measures import NOTES_COLUMN, VERSIONS_COLUMN, measures
 
-# name -> SQLite type; order is the column order of results.csv (docs/results.md describes each).
-COLUMNS: dict[str, str] = {
-    "dataset": "TEXT",
-    "image": "TEXT",
-    "image_sha256": "TEXT NOT NULL",
-    "codec": "TEXT NOT NULL",
-    "config_hash": "TEXT NOT NULL",
-    "quality": "REAL NOT NULL",
-    "width": "INTEGER",
-    "height": "INTEGER",
-    "bytes": "INTEGER",
-    "bpp": "REAL",
-    "psnr_rgb": "REAL",
-    "psnr_y": "REAL",
-    "ms_ssim": "REAL",
-    "ms_ssim_db": "REAL",
-    "enc_s": "REAL",
-    "dec_s": "REAL",
-    "enc_mps": "REAL",
-    "dec_mps": "REAL",
-    "metric_s": "REAL",
-    "load_s": "REAL",
-    "enc_peak_rss_mb": "REAL",
-    "dec_peak_rss_mb": "REAL",
-    "enc_gpu_peak_mb": "REAL",
-    "dec_gpu_peak_mb": "REAL",
-    "kmac_px_enc": "REAL",
-    "kmac_px_dec": "REAL",
-    "repeats": "INTEGER",
-    "threads": "INTEGER",
-    "jobs": "INTEGER",
-    "device": "TEXT",
-    "note": "TEXT",
-    "error": "TEXT",
-}
+# 2: load_s; 3: repeats; 4: *_peak_rss_mb; 5: kmac_px_*, *_gpu_peak_mb; 6: metric_versions and
+# metric_notes (one note per metric) replace note; columns come from the registry (bench.measures)
+SCHEMA_VERSION = 6
+LEGACY_METRICS = ("psnr_rgb", "psnr_y", "ms_ssim", "ms_ssim_db")  # computed before schema 6, version 1
+
+
+def columns() -> dict[str, str]:
+    """Column name -> SQLite type, in results.csv order: every registered measure."""
+    return {name: measure.sql for name, measure in measures().items()}
+
+
 KEY = ("image_sha256", "codec", "config_hash", "quality")
 TaskKey = tuple[str, str, str, float]
 
@@ -64,12 +39,31 @@ class Store:
         self._db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions below
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        columns = ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
-        self._db.execute(f"CREATE TABLE IF NOT EXISTS results ({columns}, PRIMARY KEY ({', '.join(KEY)}))")
+        self.columns = columns()
+        declared = ", ".join(f"{name} {kind}" for name, kind in self.columns.items())
+        self._db.execute(f"CREATE TABLE IF NOT EXISTS results ({declared}, PRIMARY KEY ({', '.join(KEY)}))")
         present = {row[1] for row in self._db.execute("PRAGMA table_info(results)")}
-        for name in COLUMNS.keys() - present:  # a store of an older schema gains the new columns, empty
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            for name in self.columns.keys() - present:  # an older store gains the new columns, empty
+                kind = self.columns[name].replace(" NOT NULL", "")
+                self._db.execute(f"ALTER TABLE results ADD COLUMN {name} {kind}")
+            if VERSIONS_COLUMN not in present:
+                self._upgrade_to_metric_versions("note" in present)
+
+    def _upgrade_to_metric_versions(self, has_note: bool) -> None:
+        """Rows of a store older than schema 6 get the versions of the metrics they hold (version 1:
+        their definitions have not changed) and their shared note as each MS-SSIM metric's note."""
+        for name in LEGACY_METRICS:
             self._db.execute(
-                f"ALTER TABLE results ADD COLUMN {name} {COLUMNS[name].replace(' NOT NULL', '')}"
+                f"UPDATE results SET {VERSIONS_COLUMN} = json_set(coalesce({VERSIONS_COLUMN}, '{{}}'), "
+                f"'$.{name}', '1') WHERE error IS NULL AND ({name} IS NOT NULL"
+                + (" OR note IS NOT NULL)" if has_note else ")")
+            )
+        if has_note:
+            self._db.execute(
+                f"UPDATE results SET {NOTES_COLUMN} = json_object('ms_ssim', note, 'ms_ssim_db', note) "
+                "WHERE note IS NOT NULL AND note != ''"
             )
 
     def close(self) -> None:
@@ -85,20 +79,21 @@ class Store:
         cursor = self._db.execute(f"SELECT {', '.join(KEY)} FROM results")
         return {(sha, codec, config, float(quality)) for sha, codec, config, quality in cursor}
 
-    def add(self, row: dict[str, Any]) -> None:
-        """Store one finished task in its own transaction; a task already stored is kept as it was."""
-        names = list(COLUMNS)
+    def add(self, row: dict[str, Any], replace: bool = False) -> None:
+        """Store one finished task in its own transaction; a task already stored is kept as it was, or
+        replaced with ``replace``."""
+        names = list(self.columns)
         placeholders = ", ".join("?" for _ in names)
         with self._db:  # BEGIN ... COMMIT, rolled back on error
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
-                f"INSERT OR IGNORE INTO results ({', '.join(names)}) VALUES ({placeholders})",
+                f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO results ({', '.join(names)}) VALUES ({placeholders})",
                 [row.get(name) for name in names],
             )
 
     def update(self, key: TaskKey, values: dict[str, Any]) -> None:
         """Set some columns of one stored row, in its own transaction."""
-        unknown = set(values) - set(COLUMNS) | set(values) & set(KEY)
+        unknown = set(values) - set(self.columns) | set(values) & set(KEY)
         if unknown:
             raise ValueError(f"cannot update column(s) {', '.join(sorted(unknown))}")
         assignments = ", ".join(f"{name} = ?" for name in values)
@@ -123,9 +118,4 @@ class Store:
 
     def frame(self) -> pd.DataFrame:
         frame = pd.read_sql_query("SELECT * FROM results ORDER BY codec, quality, image", self._db)
-        return frame[list(COLUMNS)]
-
-
-def rows_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """Rows as a DataFrame with the schema's columns in order."""
-    return pd.DataFrame(list(rows), columns=list(COLUMNS))
+        return frame[list(self.columns)]

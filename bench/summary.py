@@ -4,30 +4,40 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bench import measures
+from bench.labels import Configuration, configuration_labels
 from bench.timing import relative_times
 
-MEAN_COLUMNS = ["bpp", "psnr_rgb", "ms_ssim_db", "enc_ms", "dec_ms"]
 REL_COLUMNS = ["enc_rel", "dec_rel"]
 
 
-def by_configuration(rows: pd.DataFrame) -> pd.DataFrame:
-    """Rows whose codec name comes with several configurations renamed ``codec:<config hash[:8]>``."""
-    configs = rows.groupby("codec")["config_hash"].transform("nunique")
-    named = rows["codec"].where(configs <= 1, rows["codec"] + ":" + rows["config_hash"].str[:8])
-    return rows.assign(codec=named)
+def by_configuration(rows: pd.DataFrame, options: dict[str, dict]) -> pd.DataFrame:
+    """Rows with each codec configuration's label (bench.labels) as their codec; ``options``: each
+    config hash's options."""
+    seen = rows[["codec", "config_hash"]].drop_duplicates()
+    configurations = [
+        Configuration(codec, options.get(h, {}), "", h) for codec, h in seen.itertuples(index=False)
+    ]
+    labels = dict(zip(seen["config_hash"], configuration_labels(configurations), strict=True))
+    return rows.assign(codec=rows["config_hash"].map(labels))
 
 
-def summary(rows: pd.DataFrame, reference: str | None = None) -> pd.DataFrame:
-    """Per codec and quality: images, errors, mean bpp, psnr_rgb, ms_ssim_db, encode/decode ms.
+def summary(
+    rows: pd.DataFrame, reference: str | None = None, metrics: list[str] | None = None
+) -> pd.DataFrame:
+    """Per codec and quality: images, errors, mean bpp, the mean of each of ``metrics`` (default: those
+    flagged for the summary) the rows hold, mean encode/decode ms.
 
     Means are over the images of each point, as CompressAI averages; failed tasks are counted, not averaged.
-    A codec run in several configurations (``--codecs lic,lic:exact=false``) gets a line per configuration.
+    A codec run in several configurations (``--codecs lic,lic:exact=false``) gets a line per configuration
+    once ``by_configuration`` has labelled the rows.
     With a ``reference`` codec, ``enc_rel`` and ``dec_rel`` are the medians over the images of each time
     divided by the reference's median time on the same image (timing.relative_times).
     """
-    rows = by_configuration(relative_times(rows, reference) if reference else rows)
+    rows = relative_times(rows, reference) if reference else rows
     ok = rows[rows["error"].isna()].assign(enc_ms=rows["enc_s"] * 1e3, dec_ms=rows["dec_s"] * 1e3)
-    means = ok.groupby(["codec", "quality"])[MEAN_COLUMNS].mean()
+    shown = [m for m in (measures.summary_metrics() if metrics is None else metrics) if m in rows.columns]
+    means = ok.groupby(["codec", "quality"])[["bpp", *shown, "enc_ms", "dec_ms"]].mean()
     if reference:
         means = means.join(ok.groupby(["codec", "quality"])[REL_COLUMNS].median())
     counts = rows.groupby(["codec", "quality"]).agg(
@@ -38,14 +48,8 @@ def summary(rows: pd.DataFrame, reference: str | None = None) -> pd.DataFrame:
 
 
 FORMATS = {
-    "quality": "{:g}".format,
-    "bpp": "{:.3f}".format,
-    "psnr_rgb": "{:.2f}".format,
-    "ms_ssim_db": "{:.2f}".format,
     "enc_ms": "{:.1f}".format,
     "dec_ms": "{:.1f}".format,
-    "enc_mps": "{:.2f}".format,
-    "dec_mps": "{:.2f}".format,
     "enc_rel": "{:.3f}".format,
     "dec_rel": "{:.3f}".format,
 }
@@ -53,5 +57,10 @@ FORMATS = {
 
 def format_summary(table: pd.DataFrame) -> str:
     """Fixed-precision text rendering of ``summary`` (or of timing.relative_table)."""
-    formats = {name: format for name, format in FORMATS.items() if name in table.columns}
+    registered = {
+        name: measure.fmt.format
+        for name, measure in measures.measures().items()
+        if measure.python_type is not str
+    }
+    formats = {name: format for name, format in (registered | FORMATS).items() if name in table.columns}
     return table.to_string(index=False, formatters=formats, na_rep="-")

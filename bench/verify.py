@@ -87,24 +87,6 @@ def _stem(name: str) -> str:
     return Path(name).stem.replace("/", "_")
 
 
-def labels(entries: list[CatalogEntry], catalog: dict[str, CatalogEntry]) -> list[str]:
-    """Codec names, with the options that differ from the catalog's where a name comes twice."""
-    names = [e.name for e in entries]
-    out = []
-    for entry in entries:
-        if names.count(entry.name) == 1 or entry.name not in catalog:
-            out.append(entry.name)
-            continue
-        base = catalog[entry.name].options
-        changed = {
-            k: v for k, v in entry.options.items() if base.get(k) != v and k not in ("threads", "device")
-        }
-        out.append(entry.name + "".join(f":{k}={str(v).lower()}" for k, v in sorted(changed.items())))
-    if len(set(out)) != len(out):
-        raise ValueError("--codecs names the same codec configuration twice")
-    return out
-
-
 def _one_line(exc: Exception) -> str:
     """An exception as a reason: its type and the first line of its message."""
     return f"{type(exc).__name__}: {exc}".splitlines()[0]

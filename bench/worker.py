@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from bench import codec as hooks
-from bench import metrics
+from bench import measures, metrics
 from bench.catalog import CatalogEntry
 from bench.codec import Codec, open_codec
 from bench.images import load_image, pixel_sha256
@@ -44,6 +44,7 @@ class Task:
     keep_bitstream: bool = False  # return the encoded bytes in the row's "bitstream" (--keep-bitstreams)
     versions: dict[str, str] = field(default_factory=dict)  # the codec's versions where the run was planned
     resources: dict[str, float] = field(default_factory=dict)  # what a cluster worker must offer (GPU)
+    metrics: tuple[str, ...] = ()  # the metrics to compute (bench.measures names)
 
     @property
     def key(self) -> tuple[str, str, str, float]:
@@ -144,7 +145,7 @@ def run_task(task: Task, image_file: bytes | None = None) -> dict[str, Any]:
                 f"decoder returned {reconstruction.dtype} {reconstruction.shape}, expected uint8 {expected}"
             )
         start = time.perf_counter()
-        row.update(metrics.distortion(image, reconstruction))
+        row.update(measures.merged({}, measures.compute(task.metrics, image, reconstruction)))
         row["metric_s"] = time.perf_counter() - start
         megapixels = task.width * task.height / 1e6
         row.update(

@@ -9,7 +9,7 @@ import pytest
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio
 
-from bench import metrics
+from bench import measures, metrics
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +44,14 @@ def test_psnr_y_is_bt709_luma_unrounded():
     assert metrics.psnr_y(reference, reconstruction) == pytest.approx(expected, abs=1e-9)
 
 
-def test_identical_images_give_infinite_psnr_and_ms_ssim_one(astronaut):
-    row = metrics.distortion(astronaut, astronaut.copy())
+def test_identical_images_give_each_metric_its_perfect_value(astronaut):
+    row = measures.compute(["psnr_rgb", "psnr_y", "ms_ssim_db", "ciede2000"], astronaut, astronaut.copy())
     assert row["psnr_rgb"] == math.inf and row["psnr_y"] == math.inf
-    assert row["ms_ssim"] == 1.0 and row["ms_ssim_db"] == math.inf and row["note"] is None
+    assert row["ms_ssim"] == 1.0 and row["ms_ssim_db"] == math.inf and row["metric_notes"] == {}
+    assert row["ciede2000"] == 0.0
+    assert row["metric_versions"] == {
+        name: "1" for name in ("psnr_rgb", "psnr_y", "ms_ssim", "ms_ssim_db", "ciede2000")
+    }
 
 
 def test_ms_ssim_matches_pytorch_msssim_on_unit_range(astronaut):
@@ -57,13 +61,13 @@ def test_ms_ssim_matches_pytorch_msssim_on_unit_range(astronaut):
 
     rng = np.random.default_rng(1)
     noisy = np.clip(astronaut + rng.normal(0, 12, astronaut.shape), 0, 255).astype(np.uint8)
-    value, note = metrics.ms_ssim(astronaut, noisy)
+    value = metrics.ms_ssim(astronaut, noisy)
 
     def unit(image):
         return torch.from_numpy(image).permute(2, 0, 1)[None].double() / 255
 
     expected = float(ms_ssim(unit(astronaut), unit(noisy), data_range=1.0))
-    assert note is None and 0.5 < value < 1.0
+    assert 0.5 < value < 1.0
     assert value == pytest.approx(expected, abs=1e-5)
     assert metrics.ms_ssim_db(value) == pytest.approx(-10 * math.log10(1 - expected), abs=1e-3)
 
@@ -73,23 +77,23 @@ def test_ms_ssim_falls_with_distortion(astronaut):
     values = []
     for sigma in (2, 8, 32):
         noisy = np.clip(astronaut + rng.normal(0, sigma, astronaut.shape), 0, 255).astype(np.uint8)
-        values.append(metrics.ms_ssim(astronaut, noisy)[0])
+        values.append(metrics.ms_ssim(astronaut, noisy))
     assert values[0] > values[1] > values[2]
 
 
 @pytest.mark.parametrize("shape", [(160, 400), (400, 160), (20, 20)])
 def test_small_image_gives_nan_ms_ssim_with_reason(shape):
     image = np.random.default_rng(3).integers(0, 256, (*shape, 3), dtype=np.uint8)
-    row = metrics.distortion(image, image[::-1].copy())
+    row = measures.compute(measures.default_metrics(), image, image[::-1].copy())
     assert math.isnan(row["ms_ssim"]) and math.isnan(row["ms_ssim_db"])
-    assert "under 161 px" in row["note"]
-    assert math.isfinite(row["psnr_rgb"])
+    notes = row["metric_notes"]
+    assert set(notes) == {"ms_ssim", "ms_ssim_db"} and "under 161 px" in notes["ms_ssim"]
+    assert math.isfinite(row["psnr_rgb"]) and math.isfinite(row["psnr_y"])
 
 
 def test_161_px_is_enough():
     image = np.random.default_rng(4).integers(0, 256, (161, 170, 3), dtype=np.uint8)
-    value, note = metrics.ms_ssim(image, image)
-    assert note is None and value == 1.0
+    assert metrics.ms_ssim(image, image) == 1.0
 
 
 def test_bpp_uses_original_size():
@@ -99,3 +103,31 @@ def test_bpp_uses_original_size():
 def test_shape_mismatch_is_an_error(astronaut):
     with pytest.raises(ValueError, match="shape mismatch"):
         metrics.psnr_rgb(astronaut, astronaut[1:])
+
+
+def test_ciede2000_of_kodim01_against_pillow_q50_jpeg(kodak_dir):
+    """The reference value of the field's notes: kodim01 vs Pillow's quality-50 JPEG, 3.18190."""
+    import io
+
+    from PIL import Image
+
+    original = np.asarray(Image.open(kodak_dir / "kodim01.png").convert("RGB"))
+    buffer = io.BytesIO()
+    Image.fromarray(original).save(buffer, format="JPEG", quality=50)
+    decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    assert metrics.ciede2000(original, decoded) == pytest.approx(3.18190, abs=1e-4)
+
+
+def test_ciede2000_of_two_greys_is_the_closed_form():
+    """Neutral greys have a = b = 0, so Delta-E00 = |L1 - L2| / S_L, S_L = 1 + 0.015 (L - 50)^2 /
+    sqrt(20 + (L - 50)^2) at the mean lightness L; L from the sRGB transfer curve and CIE's f(Y)."""
+
+    def lightness(value: int) -> float:
+        linear = ((value / 255 + 0.055) / 1.055) ** 2.4
+        return 116 * linear ** (1 / 3) - 16
+
+    l1, l2 = lightness(128), lightness(138)
+    mean = (l1 + l2) / 2
+    s_l = 1 + 0.015 * (mean - 50) ** 2 / math.sqrt(20 + (mean - 50) ** 2)
+    grey, lighter = np.full((4, 4, 3), 128, np.uint8), np.full((4, 4, 3), 138, np.uint8)
+    assert metrics.ciede2000(grey, lighter) == pytest.approx(abs(l1 - l2) / s_l, rel=1e-6)

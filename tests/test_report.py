@@ -231,10 +231,16 @@ def test_bd_refuses_clearly(run_dir, jpeg444_dir, tmp_path):
         "anchor 'avif' is not in these runs; codecs: jp2, jpeg, webp",
     )
     user_error(invoke("bd", jpeg444_dir, "--anchor", "jpeg"), "only one codec (jpeg)")
-    user_error(invoke("bd", run_dir, jpeg444_dir, "--anchor", "jpeg"), "name one as CODEC@RUN")
+    user_error(
+        invoke("bd", run_dir, run_dir, "--anchor", "jpeg"),
+        "in several runs or configurations: name one as listed",
+    )
     user_error(invoke("bd", tmp_path / "nothing", "--anchor", "jpeg"), "no such run directory")
     user_error(invoke("bd", tmp_path, "--anchor", "jpeg"), "not a run directory")
-    user_error(invoke("bd", run_dir, "--anchor", "jpeg", "--metrics", "image"), "'image' is not numeric")
+    user_error(
+        invoke("bd", run_dir, "--anchor", "jpeg", "--metrics", "image"),
+        "no metric or group 'image'; choose from all, default",
+    )
     empty = tmp_path / "empty"
     empty.mkdir()
     header = (run_dir / "results.csv").read_text().splitlines()[0]
@@ -244,13 +250,20 @@ def test_bd_refuses_clearly(run_dir, jpeg444_dir, tmp_path):
     user_error(invoke("report", empty), "no finished task to report")
 
 
-def test_two_runs_label_the_same_codec_by_run(run_dir, jpeg444_dir):
-    document = bd_json(
-        run_dir, jpeg444_dir, "--anchor", "jpeg@three", "--mode", "curve", "--metrics", "psnr_rgb"
-    )
-    assert sorted(codec for codec, _ in cells(document)) == ["jp2", "jpeg@jpeg444", "webp"]
-    assert math.isfinite(cells(document)[("jpeg@jpeg444", "psnr_rgb")]["value"])
-    assert document["anchor"] == "jpeg@three"
+def test_two_runs_label_a_codec_by_its_options_then_by_run(run_dir, jpeg444_dir):
+    document = bd_json(run_dir, jpeg444_dir, "--anchor", "jpeg", "--mode", "curve", "--metrics", "psnr_rgb")
+    assert sorted(codec for codec, _ in cells(document)) == ["jp2", "jpeg:subsampling=444", "webp"]
+    assert math.isfinite(cells(document)[("jpeg:subsampling=444", "psnr_rgb")]["value"])
+    assert document["anchor"] == "jpeg"
+    same = bd_json(run_dir, run_dir, "--anchor", "jpeg@three", "--mode", "curve", "--metrics", "psnr_rgb")
+    assert sorted(codec for codec, _ in cells(same)) == [
+        "jp2@three",
+        "jp2@three#2",
+        "jpeg@three#2",
+        "webp@three",
+        "webp@three#2",
+    ]
+    assert cells(same)[("jpeg@three#2", "psnr_rgb")]["value"] == 0
 
 
 class _Links(HTMLParser):
@@ -310,7 +323,7 @@ def test_report_of_several_runs_with_an_imported_curve(run_dir, jpeg444_dir, tmp
     result = invoke("report", run_dir, jpeg444_dir, "--out", out, "--import", published, "--no-visual")
     assert result.exit_code == 0, result.output
     page = (out / "index.html").read_text()
-    assert "jpeg@three" in page and "jpeg@jpeg444" in page and "paper (imported)" in page
+    assert "<td>jpeg</td>" in page and "<td>jpeg:subsampling=444</td>" in page and "paper (imported)" in page
     assert page.count("<h3>three</h3>") == 1 and page.count("<h3>jpeg444</h3>") == 1
 
 

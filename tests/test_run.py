@@ -21,7 +21,7 @@ from skimage import data
 
 import bench
 from bench.cli import cli
-from bench.store import COLUMNS
+from bench.store import columns
 
 TWO_JPEG_POINTS = ("--qualities", "jpeg=30,80")
 
@@ -67,7 +67,7 @@ def test_run_stores_one_row_per_task_with_true_metrics(photo_dir, tmp_path):
     )
     assert result.exit_code == 0, result.output
     rows = pd.read_csv(out / "results.csv")
-    assert list(rows.columns) == list(COLUMNS)
+    assert list(rows.columns) == list(columns())
     assert len(rows) == 3 * 2 * 2 and rows["error"].isna().all()
     assert not rows.duplicated(["image_sha256", "codec", "config_hash", "quality"]).any()
     assert list(rows["bpp"]) == pytest.approx(
@@ -79,7 +79,10 @@ def test_run_stores_one_row_per_task_with_true_metrics(photo_dir, tmp_path):
         group = group.sort_values("quality")
         assert group["bytes"].is_monotonic_increasing and group["psnr_rgb"].is_monotonic_increasing
     small = rows[rows["image"] == "coffee_small.png"]
-    assert small["ms_ssim"].isna().all() and small["note"].str.contains("under 161 px").all()
+    notes = small["metric_notes"].map(json.loads)
+    assert small["ms_ssim"].isna().all() and notes.map(lambda n: "under 161 px" in n["ms_ssim"]).all()
+    versions = {"psnr_rgb": "1", "psnr_y": "1", "ms_ssim": "1", "ms_ssim_db": "1"}
+    assert all(json.loads(text) == versions for text in rows["metric_versions"])
     # the stored PSNR is the PSNR of what a second decoder (Pillow) makes of the same JPEG bytes
     from io import BytesIO
 
@@ -335,7 +338,8 @@ def test_store_of_an_older_schema_gains_the_new_columns_and_resumes(tmp_path):
     from bench.store import KEY, Store
 
     added = ("repeats", "enc_peak_rss_mb", "dec_peak_rss_mb", "enc_gpu_peak_mb", "dec_gpu_peak_mb")
-    old = [name for name in COLUMNS if name not in (*added, "kmac_px_enc", "kmac_px_dec")]
+    newer = (*added, "kmac_px_enc", "kmac_px_dec", "metric_versions", "metric_notes")
+    old = [name for name in columns() if name not in newer]
     database = tmp_path / "results.sqlite"
     connection = sqlite3.connect(database)
     connection.execute(f"CREATE TABLE results ({', '.join(old)}, PRIMARY KEY ({', '.join(KEY)}))")
@@ -348,13 +352,13 @@ def test_store_of_an_older_schema_gains_the_new_columns_and_resumes(tmp_path):
         assert store.done_keys() == {("a", "jpeg", "h", 50.0)}
         store.add({"image_sha256": "b", "codec": "jpeg", "config_hash": "h", "quality": 60.0, "repeats": 3})
         frame = store.frame()
-    assert list(frame.columns) == list(COLUMNS)
+    assert list(frame.columns) == list(columns())
     stored = frame.set_index("image_sha256")["repeats"]
     assert pd.isna(stored["a"]) and stored["b"] == 3
 
 
 def test_summary_gives_each_configuration_of_a_codec_its_own_lines():
-    from bench.summary import summary
+    from bench.summary import by_configuration, summary
 
     rows = pd.DataFrame(
         {
@@ -370,9 +374,16 @@ def test_summary_gives_each_configuration_of_a_codec_its_own_lines():
             "error": [None, None, None],
         }
     )
-    table = summary(rows)
-    assert table["codec"].tolist() == ["jpeg", "lic:aaaaaaaa", "lic:bbbbbbbb"]
+    options = {"aaaaaaaa11": {"threads": 1}, "bbbbbbbb22": {"threads": 1, "exact": False}}
+    table = summary(by_configuration(rows, options))
+    assert table["codec"].tolist() == ["jpeg", "lic", "lic:exact=false"]
     assert table["bpp"].tolist() == [0.8, 0.2, 0.3]
+    same_options = {"aaaaaaaa11": {"threads": 1}, "bbbbbbbb22": {"threads": 1}}  # other library versions
+    assert summary(by_configuration(rows, same_options))["codec"].tolist() == [
+        "jpeg",
+        "lic:aaaaaaaa",
+        "lic:bbbbbbbb",
+    ]
 
 
 def one_photo(folder: Path, name: str, height: int, width: int) -> Path:

@@ -3,9 +3,9 @@
 ``mode="image"`` (as AWCY and JPEG AI): BD per image between the two codecs' curves on that image,
 then the mean over the images where it is defined, with a bootstrap 95 % confidence interval over
 images and the count of images where it is undefined. ``mode="curve"`` (as most papers): BD between
-the dataset-mean curves. Before BD, points that are not on the curve's rising front (quality not
-above every point of lower or equal rate) and points with an infinite quality are dropped and
-counted.
+the dataset-mean curves. Before BD, points that are not on the curve's improving front (quality not
+better than every point of lower or equal rate, in the metric's own direction) and points with an
+infinite quality are dropped and counted.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bench.bd import bd_details, monotone_points
+from bench.measures import LOWER, all_metrics
 from bench.report.compressai import ImportedCurve, imported_mean_curve
 from bench.report.curves import image_curves, mean_curves
 
@@ -76,11 +77,13 @@ def bootstrap_ci(values: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int
     return float(low), float(high)
 
 
-def prepare(points: pd.DataFrame) -> tuple[list[tuple[float, float]], int, int]:
+def prepare(
+    points: pd.DataFrame, higher_is_better: bool = True
+) -> tuple[list[tuple[float, float]], int, int]:
     """(the points BD uses, non-monotonic points dropped, points skipped for an infinite quality)."""
     finite = np.isfinite(points["value"].to_numpy(dtype=float))
     kept = points[finite]
-    keep = monotone_points(kept["bpp"], kept["value"])
+    keep = monotone_points(kept["bpp"], kept["value"], higher_is_better)
     pairs = list(zip(kept["bpp"][keep], kept["value"][keep], strict=True))
     return pairs, int((~keep).sum()), int((~finite).sum())
 
@@ -94,11 +97,15 @@ def _image_cell(anchor: pd.DataFrame, test: pd.DataFrame, codec: str, metric: st
         if sha not in anchor_by_image:
             continue
         cell.images += 1
-        test_pairs, dropped, skipped = prepare(points)
+        test_pairs, dropped, skipped = prepare(points, options["higher"])
         cell.dropped += dropped
         cell.skipped += skipped
         details = bd_details(
-            prepare(anchor_by_image[sha])[0], test_pairs, options["method"], options["delta"]
+            prepare(anchor_by_image[sha], options["higher"])[0],
+            test_pairs,
+            options["method"],
+            options["delta"],
+            options["higher"],
         )
         cell.per_image[names[sha]] = details["value"]
         if math.isnan(details["value"]):
@@ -123,11 +130,17 @@ def _image_cell(anchor: pd.DataFrame, test: pd.DataFrame, codec: str, metric: st
 def _curve_cell(anchor: pd.DataFrame, test: pd.DataFrame, codec: str, metric: str, options) -> BDCell:
     cell = BDCell(codec, metric, math.nan, imported=bool(test["imported"].any()))
     cell.images = int(test["images"].max()) if test["images"].notna().any() else 0
-    test_pairs, cell.dropped, cell.skipped = prepare(test)
+    test_pairs, cell.dropped, cell.skipped = prepare(test, options["higher"])
     if not test_pairs or anchor.empty:
         cell.reason = "no points for this metric" if not test_pairs else "the anchor has no points for it"
         return cell
-    details = bd_details(prepare(anchor)[0], test_pairs, options["method"], options["delta"])
+    details = bd_details(
+        prepare(anchor, options["higher"])[0],
+        test_pairs,
+        options["method"],
+        options["delta"],
+        options["higher"],
+    )
     cell.value, cell.reason, cell.overlap = details["value"], details["reason"], details["overlap"]
     return cell
 
@@ -170,15 +183,18 @@ def bd_table(
     anchor_dropped, anchor_skipped, anchor_images = {}, {}, 0
     cell_of = _image_cell if mode == "image" else _curve_cell
     for metric in metrics:
+        options["higher"] = all_metrics()[metric].direction != LOWER
         curves = _curves(rows, imported, metric, mode)
         reference = curves[curves["label"] == anchor]
         if mode == "image":
-            per_image = [prepare(points)[1:] for _, points in reference.groupby("image_sha256")]
+            per_image = [
+                prepare(points, options["higher"])[1:] for _, points in reference.groupby("image_sha256")
+            ]
             anchor_dropped[metric] = sum(d for d, _ in per_image)
             anchor_skipped[metric] = sum(s for _, s in per_image)
             anchor_images = max(anchor_images, len(per_image))
         else:
-            _, anchor_dropped[metric], anchor_skipped[metric] = prepare(reference)
+            _, anchor_dropped[metric], anchor_skipped[metric] = prepare(reference, options["higher"])
             if reference["images"].notna().any():
                 anchor_images = max(anchor_images, int(reference["images"].max()))
         for codec in codecs:

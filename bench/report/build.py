@@ -16,9 +16,11 @@ from typing import Any
 import pandas as pd
 
 from bench import __version__
+from bench.labels import file_stem
+from bench.measures import LOWER, all_metrics, measure_label
 from bench.report import html
 from bench.report.compressai import ImportedCurve, imported_mean_curve
-from bench.report.curves import METRIC_LABELS, mean_curves, ok_rows
+from bench.report.curves import mean_curves, ok_rows
 from bench.runs import Run
 
 
@@ -74,49 +76,52 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+def _run_facts(run: Run) -> list[tuple[str, str]]:
+    manifest = run.manifest
+    facts = [("run directory", str(run.path)), ("rows read from", run.source)]
+    if manifest is None:
+        return [*facts, ("configuration", "unknown: no readable run.json")]
+    dataset, provenance = manifest.dataset, manifest.provenance
+    machine = provenance.get("machine", {})
+    return facts + [
+        ("dataset", f"{dataset.name}: {len(dataset.images)} images in {dataset.root}"),
+        ("config id", manifest.config_id),
+        ("executor", f"{manifest.executor}, {manifest.jobs} job(s)"),
+        ("metrics", ", ".join(manifest.metrics) or "?"),
+        ("started", provenance.get("time_utc", "?")),
+        (
+            "machine",
+            f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, {machine.get('os', '?')}",
+        ),
+        ("python", provenance.get("python", "?")),
+        ("packages", ", ".join(f"{k} {v}" for k, v in provenance.get("packages", {}).items()) or "?"),
+    ]
+
+
 def run_section(runs: list[Run], rows: pd.DataFrame) -> str:
-    """What was run: per run, the dataset, machine, software and each codec's configuration."""
+    """What was run: per run, the dataset, machine, software and each codec configuration."""
     parts = []
     for run in runs:
-        config = run.meta.get("config", {})
-        dataset = config.get("dataset", {})
-        provenance = run.meta.get("provenance", {})
-        machine = provenance.get("machine", {})
-        facts = [
-            ("run directory", str(run.path)),
-            ("rows read from", run.source),
-            (
-                "dataset",
-                f"{dataset.get('name', '?')}: {len(dataset.get('images', []))} images in {dataset.get('root', '?')}",
-            ),
-            ("config id", run.meta.get("config_id", "?")),
-            ("executor", f"{config.get('executor', '?')}, {config.get('jobs', '?')} job(s)"),
-            ("started", provenance.get("time_utc", "?")),
-            (
-                "machine",
-                f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, {machine.get('os', '?')}",
-            ),
-            ("python", provenance.get("python", "?")),
-            ("packages", ", ".join(f"{k} {v}" for k, v in provenance.get("packages", {}).items()) or "?"),
-        ]
-        labels = rows.loc[rows["run"] == run.name, ["label", "codec"]].drop_duplicates().values
+        labels = rows.loc[rows["run"] == run.name, ["label", "config_hash"]].drop_duplicates().values
         codec_rows = []
-        for label, codec in labels:
-            entry = run.codec_config(codec)
-            details = entry.get("entry", {})
+        for label, config_hash in labels:
+            record = run.codec(config_hash)
+            if record is None:
+                codec_rows.append([label, "?", "?", "?", "?", config_hash])
+                continue
+            entry = record.entry
             codec_rows.append(
                 [
                     label,
-                    details.get("description", "?"),
-                    f"{details.get('quality_label', '?')}: "
-                    + ", ".join(f"{q:g}" for q in entry.get("qualities", [])),
-                    ", ".join(f"{k}={v}" for k, v in details.get("options", {}).items()),
-                    ", ".join(f"{k} {v}" for k, v in entry.get("versions", {}).items()),
-                    entry.get("config_hash", "?"),
+                    entry.description,
+                    f"{entry.quality_label}: " + ", ".join(f"{q:g}" for q in record.qualities),
+                    ", ".join(f"{k}={v}" for k, v in entry.options.items()),
+                    ", ".join(f"{k} {v}" for k, v in record.versions.items()),
+                    config_hash,
                 ]
             )
         parts.append(f"<h3>{html.esc(run.name)}</h3>")
-        parts.append(html.facts(facts))
+        parts.append(html.facts(_run_facts(run)))
         parts.append(
             html.table(
                 ["codec", "what", "qualities", "options", "versions", "config hash"],
@@ -144,17 +149,18 @@ def figures_section(
         )
         if curves.empty:
             continue
-        figure = rd_figure(curves, metric, style, f"{title}: {METRIC_LABELS.get(metric, metric)}")
+        figure = rd_figure(curves, metric, style, f"{title}: {measure_label(metric)}")
         paths = save_figure(figure, out / "figures" / f"rd_{metric}")
         uri = html.data_uri(paths["svg"].read_bytes(), "image/svg+xml")
         links = {fmt: str(path.relative_to(out)) for fmt, path in paths.items()}
-        caption = f"bpp vs {METRIC_LABELS.get(metric, metric)}: mean over images at each quality"
+        caption = f"bpp vs {measure_label(metric)}: mean over images at each quality"
         blocks.append(html.figure(uri, f"RD curve, {metric}", caption, links))
     return f'<div class="figures">{"".join(blocks)}</div>'
 
 
 def bd_html(table) -> str:
-    """A BD table's value and count grids as HTML, with better-than-anchor cells marked."""
+    """A BD table's value and count grids as HTML, with better-than-anchor cells marked (a lower BD-rate;
+    a BD-quality in the metric's own direction)."""
     from bench.report.formats import counts_title, grids, notes, title
 
     values, counts = grids(table)
@@ -163,10 +169,13 @@ def bd_html(table) -> str:
         row = ["text"]
         for metric in table.metrics:
             cell = table.cells.get((codec, metric))
+            higher = all_metrics()[metric].direction != LOWER
             better = (
                 None
                 if cell is None or math.isnan(cell.value)
-                else (cell.value < 0) == (table.delta == "rate")
+                else cell.value < 0
+                if table.delta == "rate"
+                else (cell.value > 0) == higher
             )
             row.append("" if better is None else "good" if better else "bad")
         classes.append(row)
@@ -200,18 +209,8 @@ def per_image_section(table, rows: pd.DataFrame) -> str:
                 if i == 0
                 else f"<details><summary>{html.esc(heading)}</summary>{grid}</details>"
             )
-    columns = [
-        "image",
-        "label",
-        "quality",
-        "bpp",
-        "psnr_rgb",
-        "psnr_y",
-        "ms_ssim_db",
-        "enc_s",
-        "dec_s",
-        "error",
-    ]
+    computed = [name for name in all_metrics() if name in rows.columns and rows[name].notna().any()]
+    columns = ["image", "label", "quality", "bpp", *computed, "enc_s", "dec_s", "error"]
     shown = rows.sort_values(["image", "label", "bpp"])[[c for c in columns if c in rows.columns]]
     body = [
         [_fmt(v, 4) if isinstance(v, float) else ("" if v is None else v) for v in row]
@@ -233,7 +232,7 @@ def visual_section(comparisons, out: Path) -> str:
             f'{side}x{side} px at ({left}, {top}), shown at 2x</h3><div class="crops">'
         )
         for crop in comparison.crops:
-            path = out / "crops" / f"{comparison.target:g}bpp_{crop.label}.png".replace("/", "_")
+            path = out / "crops" / f"{comparison.target:g}bpp_{file_stem(crop.label)}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(crop.png)
             if crop.quality is None:
@@ -285,9 +284,7 @@ def build_report(
     anchor = request.anchor or default_anchor(labels + [c.label for c in imported])
     if request.anchor is None and anchor is not None:
         notes.append(f"anchor: {anchor} (the default; choose another with --anchor)")
-    datasets = sorted(
-        {str(run.meta.get("config", {}).get("dataset", {}).get("name", run.name)) for run in runs}
-    )
+    datasets = sorted({run.manifest.dataset.name if run.manifest else run.name for run in runs})
     images = rows["image_sha256"].nunique()
     title = f"{', '.join(datasets)} ({images} images)"
     image_table, curve_table = _bd_tables(rows, imported, request, anchor, notes)

@@ -5,15 +5,16 @@ The format (CompressAI's results/image/<dataset>/*.json)::
     {"name": "...", "description": "...", "meta": {...},
      "results": {"bpp": [...], "psnr-rgb": [...], "ms-ssim-rgb": [...], ...}}
 
-Older files say ``psnr`` and ``ms-ssim``. MS-SSIM is stored as a value in [0, 1]; imported curves get
-``ms_ssim_db`` = -10 log10(1 - mean MS-SSIM), as CompressAI's plots compute it.
+Older files say ``psnr`` and ``ms-ssim``. Keys come from the registry (bench.measures): a metric's
+``compressai_key``, else its own name. MS-SSIM is stored as a value in [0, 1]; imported curves get the
+metrics derived from those they hold (``ms_ssim_db`` = -10 log10(1 - mean MS-SSIM), as CompressAI's
+plots compute it).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,19 +24,26 @@ import pandas as pd
 
 from bench import __version__
 from bench.errors import UserError
-from bench.metrics import ms_ssim_db
+from bench.labels import file_stem
+from bench.measures import Metric, all_metrics, measures
 
-# our metric -> the keys that may hold it in a CompressAI file, in order of preference
-IMPORT_KEYS = {"psnr_rgb": ("psnr-rgb", "psnr"), "psnr_y": ("psnr-y",), "ms_ssim": ("ms-ssim-rgb", "ms-ssim")}
-EXPORT_KEYS = {
-    "quality": "quality",
-    "bpp": "bpp",
-    "psnr_rgb": "psnr-rgb",
-    "psnr_y": "psnr-y",
-    "ms_ssim": "ms-ssim-rgb",
-    "enc_s": "encoding_time",
-    "dec_s": "decoding_time",
-}
+OLDER_KEYS = {"psnr_rgb": ("psnr",), "ms_ssim": ("ms-ssim",)}  # what older CompressAI files say
+
+
+def _key(metric: Metric) -> str:
+    return metric.compressai_key or metric.name
+
+
+def export_keys(rows: pd.DataFrame) -> dict[str, str]:
+    """Column -> CompressAI key: quality, bpp, every metric the rows hold a value of, and the times."""
+    keys = {}
+    for name, measure in measures().items():
+        if isinstance(measure, Metric):
+            if name in rows.columns and rows[name].notna().any():
+                keys[name] = _key(measure)
+        elif measure.compressai_key:
+            keys[name] = measure.compressai_key
+    return keys
 
 
 @dataclass
@@ -70,16 +78,18 @@ def read_compressai(path: str | Path) -> ImportedCurve:
         raise UserError(f"{path}: not a CompressAI result file (no results.bpp)")
     bpp = _numbers(path, "bpp", results["bpp"], None)
     points = {"bpp": bpp}
-    for metric, keys in IMPORT_KEYS.items():
-        key = next((k for k in keys if k in results), None)
-        if key is not None:
-            points[metric] = _numbers(path, key, results[key], len(bpp))
+    for name, metric in all_metrics().items():
+        key = next((k for k in (_key(metric), *OLDER_KEYS.get(name, ())) if k in results), None)
+        if metric.source is None and key is not None:
+            points[name] = _numbers(path, key, results[key], len(bpp))
     if len(points) == 1:
-        raise UserError(f"{path}: no psnr-rgb, psnr-y or ms-ssim-rgb results to compare")
-    if "ms_ssim" in points:
-        if np.any(points["ms_ssim"] > 1) or np.any(points["ms_ssim"] < 0):
-            raise UserError(f"{path}: MS-SSIM values must lie in [0, 1]")
-        points["ms_ssim_db"] = np.array([ms_ssim_db(v) for v in points["ms_ssim"]])
+        keys = ", ".join(_key(metric) for metric in all_metrics().values() if metric.source is None)
+        raise UserError(f"{path}: no results to compare (none of {keys})")
+    if "ms_ssim" in points and (np.any(points["ms_ssim"] > 1) or np.any(points["ms_ssim"] < 0)):
+        raise UserError(f"{path}: MS-SSIM values must lie in [0, 1]")
+    for name, metric in all_metrics().items():
+        if metric.source in points:
+            points[name] = np.array([metric.derive(v) for v in points[metric.source]])
     name = str(document.get("name") or path.stem)
     return ImportedCurve(name, path, str(document.get("description", "")), pd.DataFrame(points))
 
@@ -111,10 +121,6 @@ def _finite_or_none(values: pd.Series) -> list[float | None]:
     return [float(v) if math.isfinite(v) else None for v in values]
 
 
-def _safe_name(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "codec"
-
-
 def export_compressai(rows: pd.DataFrame, configs: dict[str, dict[str, Any]], out: Path) -> list[Path]:
     """Write ``<label>.json`` per codec label: mean curves over images at each quality, sorted by bpp.
 
@@ -125,8 +131,9 @@ def export_compressai(rows: pd.DataFrame, configs: dict[str, dict[str, Any]], ou
     out.mkdir(parents=True, exist_ok=True)
     written = []
     rows = ok_rows(rows)
+    keys = export_keys(rows)
     for label, group in rows.groupby("label", sort=True):
-        means = group.groupby("quality").agg({k: "mean" for k in EXPORT_KEYS if k != "quality"})
+        means = group.groupby("quality").agg({k: "mean" for k in keys if k != "quality"})
         means = means.reset_index().sort_values("bpp")
         config = configs.get(label, {})
         entry = config.get("entry", {})
@@ -143,9 +150,9 @@ def export_compressai(rows: pd.DataFrame, configs: dict[str, dict[str, Any]], ou
                 "quality_label": entry.get("quality_label"),
                 "options": entry.get("options", {}),
             },
-            "results": {key: _finite_or_none(means[column]) for column, key in EXPORT_KEYS.items()},
+            "results": {key: _finite_or_none(means[column]) for column, key in keys.items()},
         }
-        path = out / f"{_safe_name(label)}.json"
+        path = out / f"{file_stem(label)}.json"
         path.write_text(json.dumps(document, indent=2) + "\n")
         written.append(path)
     return written

@@ -10,14 +10,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-DEFAULT_METRICS = ("psnr_rgb", "psnr_y", "ms_ssim_db")
-METRIC_LABELS = {
-    "psnr_rgb": "PSNR RGB (dB)",
-    "psnr_y": "PSNR Y (dB)",
-    "ms_ssim_db": "MS-SSIM (dB)",
-    "ms_ssim": "MS-SSIM",
-}
-
 
 def ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """The rows of tasks that finished, with a positive rate."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.report.curves import METRIC_LABELS
+from bench.measures import measure_label
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 FORMATS = ("png", "svg", "pdf")
@@ -55,7 +55,7 @@ def _draw(axes, curves: pd.DataFrame, metric: str, style: dict[str, dict[str, ob
             **style[label],
         )
     axes.set_xlabel("bits per pixel")
-    axes.set_ylabel(METRIC_LABELS.get(metric, metric))
+    axes.set_ylabel(measure_label(metric))
     axes.set_title(title)
     axes.grid(True, alpha=0.3)
     axes.legend(loc="lower right", fontsize=9)

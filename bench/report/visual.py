@@ -99,7 +99,7 @@ def load_original(runs: list[Run], rows: pd.DataFrame, sha: str) -> tuple[np.nda
     tried = []
     for run in runs:
         names = rows.loc[(rows["run"] == run.name) & (rows["image_sha256"] == sha), "image"]
-        root = run.meta.get("config", {}).get("dataset", {}).get("root")
+        root = run.manifest.dataset.root if run.manifest else None
         if names.empty or not root:
             continue
         path = Path(root) / names.iloc[0]
@@ -113,16 +113,15 @@ def load_original(runs: list[Run], rows: pd.DataFrame, sha: str) -> tuple[np.nda
     return f"the original image is not where run.json says ({', '.join(tried) or 'no dataset root'})"
 
 
-def reencode(run: Run, codec_name: str, quality: float, image: np.ndarray) -> tuple[bytes, np.ndarray]:
-    """Encode and decode ``image`` with the codec as the run configured it (bench.codec.open_codec:
-    available here, with the run's versions); raises with the reason."""
-    from bench.catalog import CatalogEntry
+def reencode(run: Run, config_hash: str, quality: float, image: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """Encode and decode ``image`` with the codec configuration ``config_hash`` as the run configured it
+    (bench.codec.open_codec: available here, with the run's versions); raises with the reason."""
     from bench.codec import open_codec
 
-    config = run.codec_config(codec_name)
-    if not config.get("entry"):
-        raise RuntimeError(f"{run.path}/run.json has no catalog entry for {codec_name}")
-    codec = open_codec(CatalogEntry.from_dict(config["entry"]), config.get("versions"))
+    record = run.codec(config_hash)
+    if record is None:
+        raise RuntimeError(f"{run.path}/run.json has no codec configuration {config_hash}")
+    codec = open_codec(record.entry, record.versions)
     data = bytes(codec.encode(image, quality))
     decoded = codec.decode(data, image.shape[:2])
     if decoded.shape != image.shape or decoded.dtype != np.uint8:
@@ -141,7 +140,7 @@ def _compare(runs: list[Run], rows: pd.DataFrame, sha: str, original: np.ndarray
         nearest = group.loc[(group["bpp"] - target).abs().idxmin()]
         try:
             data, image = reencode(
-                by_name[nearest["run"]], nearest["codec"], float(nearest["quality"]), original
+                by_name[nearest["run"]], nearest["config_hash"], float(nearest["quality"]), original
             )
         except Exception as exc:  # noqa: BLE001 - any codec failure is a note on the report, not a crash
             notes.append(f"{label}: not re-encoded for the visual comparison: {exc}")

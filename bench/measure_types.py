@@ -1,0 +1,63 @@
+"""What a measure is: a ``Measure`` is a column of a result row; a ``Metric`` is a measure computed from
+an original and its reconstruction. The registry of both is bench.measures.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+HIGHER, LOWER = "higher", "lower"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Measure:
+    """One column of a result row."""
+
+    name: str
+    label: str  # for tables and plot axes, unit included
+    doc: str  # what the column holds (docs/results.md)
+    kind: str  # identity, rate, metric, time, memory, complexity, setting, provenance
+    unit: str = ""
+    direction: str | None = None  # HIGHER or LOWER is better; None: not a quality
+    sql: str = "REAL"
+    fmt: str = "{:.4g}"
+    aggregate: str = "mean"  # over the images of a point: mean, median, or "" (not aggregated)
+    compressai_key: str | None = None  # its key in CompressAI result JSON
+
+    @property
+    def python_type(self) -> type:
+        return {"REAL": float, "INTEGER": int}.get(self.sql.split()[0], str)
+
+
+class MetricUndefined(Exception):
+    """Raised by a metric's function when it has no value for this pair (the message says why)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Metric(Measure):
+    """A measure computed from the original and its reconstruction (8-bit RGB arrays, H x W x 3).
+
+    ``compute(reference, reconstruction) -> float`` raises MetricUndefined for a pair it has no value
+    for; a derived metric has ``source`` (another metric) and ``derive(value) -> float`` instead.
+    """
+
+    kind: str = "metric"
+    compute: Callable[[np.ndarray, np.ndarray], float] | None = None
+    source: str | None = None
+    derive: Callable[[float], float] | None = None
+    reads: str = "8-bit RGB"
+    version: str = "1"  # change it whenever the definition changes: stored values are then stale
+    requires: tuple[str, ...] = ()  # importable modules it needs
+    cost: str = "cheap"  # cheap (< 0.1 s per 768x512 image), moderate (< 1 s), expensive
+    groups: tuple[str, ...] = ()  # "default": computed by every run unless --metrics says otherwise
+    summary: bool = False  # shown in the summary of `bench run`
+    compared: bool = True  # among the default metrics that bd, report and compare show
+
+    def unavailable(self) -> str | None:
+        """None when it can be computed here, else why not."""
+        missing = [module for module in self.requires if importlib.util.find_spec(module) is None]
+        return f"{self.name} needs the Python module(s) {', '.join(missing)}" if missing else None

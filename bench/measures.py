@@ -1,0 +1,487 @@
+"""The registry of measures: every column of a result row, declared once.
+
+Each column is a ``Measure``, each metric a ``Metric`` (bench.measure_types). The store's schema
+and CSV column order, the run summary, plot labels, the BD metric choices, the CompressAI export keys,
+the report's tables and the column table of docs/results.md all come from here.
+
+Built-in metrics are declared in ``bench.metrics``. Plug-ins add metrics under the entry-point group
+``bench.metrics``: each entry point names a Metric, or a list of them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any
+
+import numpy as np
+
+from bench.errors import UserError
+from bench.measure_types import HIGHER, LOWER, Measure, Metric, MetricUndefined
+from bench.metrics import METRICS
+
+__all__ = ["HIGHER", "LOWER", "Measure", "Metric", "MetricUndefined"]  # what plug-ins import from here
+ENTRY_POINT_GROUP = "bench.metrics"
+VERSIONS_COLUMN, NOTES_COLUMN = "metric_versions", "metric_notes"
+
+
+def _column(name: str, label: str, doc: str, kind: str, **settings: Any) -> Measure:
+    return Measure(name=name, label=label, doc=doc, kind=kind, **settings)
+
+
+IDENTITY = [
+    _column(
+        "dataset",
+        "dataset",
+        "dataset name (`sample`, `kodak`, or the folder's name)",
+        "identity",
+        sql="TEXT",
+        aggregate="",
+    ),
+    _column("image", "image", "file name within the dataset", "identity", sql="TEXT", aggregate=""),
+    _column(
+        "image_sha256",
+        "image hash",
+        "sha256 of the decoded RGB pixels (docs/datasets.md)",
+        "identity",
+        sql="TEXT NOT NULL",
+        aggregate="",
+    ),
+    _column("codec", "codec", "catalog name", "identity", sql="TEXT NOT NULL", aggregate=""),
+    _column(
+        "config_hash",
+        "config hash",
+        "16 hex of sha256 over the resolved catalog entry, threads and the codec's `versions()`",
+        "identity",
+        sql="TEXT NOT NULL",
+        aggregate="",
+    ),
+    _column(
+        "quality",
+        "quality",
+        "the codec's native quality parameter (see the catalog entry's `quality_label`)",
+        "identity",
+        sql="REAL NOT NULL",
+        fmt="{:g}",
+        aggregate="",
+        compressai_key="quality",
+    ),
+    _column("width", "width", "original image width in pixels", "identity", sql="INTEGER", aggregate=""),
+    _column("height", "height", "original image height in pixels", "identity", sql="INTEGER", aggregate=""),
+]
+RATE = [
+    _column(
+        "bytes",
+        "bytes",
+        "size of the complete encoded bitstream (headers and containers included)",
+        "rate",
+        unit="B",
+        sql="INTEGER",
+        fmt="{:.0f}",
+    ),
+    _column(
+        "bpp",
+        "bits per pixel",
+        "bytes x 8 / (width x height)",
+        "rate",
+        unit="bpp",
+        fmt="{:.3f}",
+        compressai_key="bpp",
+    ),
+]
+TIMES = [
+    _column(
+        "enc_s",
+        "encode s",
+        "`time.perf_counter` seconds around the encode call only; the median of `repeats` calls",
+        "time",
+        unit="s",
+        fmt="{:.4f}",
+        compressai_key="encoding_time",
+    ),
+    _column(
+        "dec_s",
+        "decode s",
+        "the same around the decode call",
+        "time",
+        unit="s",
+        fmt="{:.4f}",
+        compressai_key="decoding_time",
+    ),
+    _column(
+        "enc_mps",
+        "encode MP/s",
+        "megapixels per second: width x height / 1e6 / enc_s",
+        "time",
+        unit="MP/s",
+        fmt="{:.2f}",
+        aggregate="median",
+    ),
+    _column(
+        "dec_mps", "decode MP/s", "the same with dec_s", "time", unit="MP/s", fmt="{:.2f}", aggregate="median"
+    ),
+    _column(
+        "metric_s",
+        "metric s",
+        "seconds spent computing the metrics (for the harness overhead)",
+        "time",
+        unit="s",
+        fmt="{:.4f}",
+    ),
+    _column(
+        "load_s",
+        "load s",
+        "seconds the worker took to load the codec's model or library (learned "
+        "codecs), timed apart from coding; empty for codecs that report none",
+        "time",
+        unit="s",
+        fmt="{:.3f}",
+    ),
+]
+MEMORY = [
+    _column(
+        "enc_peak_rss_mb",
+        "encode peak RSS MB",
+        "peak resident memory of the worker process during the "
+        "encode calls, in MB (1e6 bytes), its baseline (Python, libraries, the image) included: on Linux, "
+        '"5" is written to /proc/self/clear_refs before the calls and VmHWM read after. Empty for '
+        "subprocess codecs (a child's `ru_maxrss` also counts the parent memory it was forked from) and "
+        "where /proc/self/clear_refs cannot be written",
+        "memory",
+        unit="MB",
+        fmt="{:.1f}",
+    ),
+    _column(
+        "dec_peak_rss_mb",
+        "decode peak RSS MB",
+        "the same during the decode calls",
+        "memory",
+        unit="MB",
+        fmt="{:.1f}",
+    ),
+    _column(
+        "enc_gpu_peak_mb",
+        "encode GPU peak MB",
+        "codecs running on a CUDA device (`--device cuda`): "
+        "torch's `max_memory_allocated` during the encode calls, in MB, after `reset_peak_memory_stats` "
+        "(the CUDA context is not counted); empty on the CPU",
+        "memory",
+        unit="MB",
+        fmt="{:.1f}",
+    ),
+    _column(
+        "dec_gpu_peak_mb",
+        "decode GPU peak MB",
+        "the same during the decode calls",
+        "memory",
+        unit="MB",
+        fmt="{:.1f}",
+    ),
+]
+COMPLEXITY = [
+    _column(
+        "kmac_px_enc",
+        "encoder kMAC/px",
+        "learned codecs (those with a `complexity()` hook, e.g. `lic`): "
+        "thousands of multiply-accumulates per pixel of the encoder, counted once per configuration "
+        "with torch's FlopCounterMode on a 768 x 512 input (MACs = FLOPs / 2 of convolutions and matrix "
+        "products; entropy coding not counted; bench/complexity.py); empty for the others",
+        "complexity",
+        unit="kMAC/px",
+        fmt="{:.1f}",
+        aggregate="median",
+    ),
+    _column(
+        "kmac_px_dec",
+        "decoder kMAC/px",
+        "the same for the decoder",
+        "complexity",
+        unit="kMAC/px",
+        fmt="{:.1f}",
+        aggregate="median",
+    ),
+]
+SETTINGS = [
+    _column(
+        "repeats",
+        "repeats",
+        "timed encode calls and timed decode calls of the task (`--repeat`, "
+        "`--timing`); every call must return the same bytes and pixels as the first, else the task is "
+        "an error row (`NotRepeatableError`)",
+        "setting",
+        sql="INTEGER",
+        aggregate="",
+    ),
+    _column(
+        "threads",
+        "threads",
+        "threads given to the codec for each call",
+        "setting",
+        sql="INTEGER",
+        aggregate="",
+    ),
+    _column("jobs", "jobs", "worker processes of the run", "setting", sql="INTEGER", aggregate=""),
+    _column(
+        "device",
+        "device",
+        "where the codec ran (`cpu`, or a codec's own device such as `cuda`)",
+        "setting",
+        sql="TEXT",
+        aggregate="",
+    ),
+]
+PROVENANCE = [
+    _column(
+        VERSIONS_COLUMN,
+        "metric versions",
+        "JSON object: the definition version of each metric "
+        "computed for the row (`bench metrics` lists the current ones); a value of an older version is "
+        "recomputed when a run or the cache is asked for that metric",
+        "provenance",
+        sql="TEXT",
+        aggregate="",
+    ),
+    _column(
+        NOTES_COLUMN,
+        "metric notes",
+        "JSON object: per metric, why its value is undefined (e.g. MS-SSIM "
+        "on an image with a side under 161 px); empty when every value is defined",
+        "provenance",
+        sql="TEXT",
+        aggregate="",
+    ),
+    _column(
+        "error",
+        "error",
+        "why the task failed (`Type: message`), else empty; a failed task has no rate or metrics",
+        "provenance",
+        sql="TEXT",
+        aggregate="",
+    ),
+]
+
+
+def _from_entry_points() -> list[Metric]:
+    found: list[Metric] = []
+    for point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.name):
+        loaded = point.load()
+        for metric in loaded if isinstance(loaded, list | tuple) else [loaded]:
+            if not isinstance(metric, Metric):
+                raise UserError(
+                    f"entry point {point.name} ({point.value}) of {ENTRY_POINT_GROUP} is not a Metric"
+                )
+            found.append(metric)
+    return found
+
+
+def builtin_metrics() -> list[Metric]:
+    return list(METRICS)
+
+
+@cache
+def all_metrics() -> dict[str, Metric]:
+    """Every metric by name: the built-in ones, then those of installed plug-ins."""
+    metrics: dict[str, Metric] = {}
+    for metric in builtin_metrics() + _from_entry_points():
+        if metric.name in metrics or metric.name in _fixed_names():
+            raise UserError(f"metric {metric.name!r} is registered twice")
+        if metric.source is not None and metric.source not in metrics:
+            raise UserError(
+                f"metric {metric.name!r} derives from {metric.source!r}, registered after it or not at all"
+            )
+        metrics[metric.name] = metric
+    return metrics
+
+
+def _fixed_names() -> set[str]:
+    return {m.name for m in IDENTITY + RATE + TIMES + MEMORY + COMPLEXITY + SETTINGS + PROVENANCE}
+
+
+def measures(metrics: Iterable[Metric] | None = None) -> dict[str, Measure]:
+    """Every column in results.csv order; ``metrics`` replaces the registered metrics (docs table)."""
+    chosen = list(all_metrics().values()) if metrics is None else list(metrics)
+    columns = IDENTITY + RATE + chosen + TIMES + MEMORY + COMPLEXITY + SETTINGS + PROVENANCE
+    return {measure.name: measure for measure in columns}
+
+
+def measure_label(name: str) -> str:
+    """A column's label (its name when it is not registered)."""
+    measure = measures().get(name)
+    return measure.label if measure else name
+
+
+GROUPS_HELP = "names, groups (default), +NAME or +GROUP to add to the default, or all"
+
+
+def groups() -> dict[str, list[str]]:
+    """Every group of metrics, by name."""
+    found: dict[str, list[str]] = {}
+    for metric in all_metrics().values():
+        for group in metric.groups:
+            found.setdefault(group, []).append(metric.name)
+    return found
+
+
+def resolve_metrics(spec: str | None, default: list[str], option: str = "--metrics") -> list[str]:
+    """The metric names a ``--metrics`` value asks for, in registry order.
+
+    Items are names or groups; ``+NAME`` or ``+GROUP`` adds to ``default``; ``all`` is every metric.
+    Plain items replace the default; an unknown item is a UserError listing the choices.
+    """
+    metrics, known = all_metrics(), groups()
+    if spec is None or not spec.strip():
+        return [name for name in metrics if name in default]
+    chosen: set[str] = set()
+    plain = False
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        adds = item.startswith("+")
+        name = item[1:] if adds else item
+        plain = plain or not adds
+        if name == "all":
+            chosen |= set(metrics)
+        elif name == "default":
+            chosen |= set(default)
+        elif name in known:
+            chosen |= set(known[name])
+        elif name in metrics:
+            chosen.add(name)
+        else:
+            choices = ", ".join(["all", *known, *metrics])
+            raise UserError(f"{option}: no metric or group {name!r}; choose from {choices}")
+    if not plain:
+        chosen |= set(default)
+    if not chosen:
+        raise UserError(f"{option} names no metric")
+    return [name for name in metrics if name in chosen]
+
+
+def named(spec: str | None) -> list[str]:
+    """The metrics a ``--metrics`` value names one by one (not through a group)."""
+    items = [item.strip().lstrip("+") for item in (spec or "").split(",")]
+    return [name for name in all_metrics() if name in items]
+
+
+def summary_metrics(spec: str | None = None) -> list[str]:
+    """The metrics the summary of `bench run` shows: those flagged for it and those ``spec`` names."""
+    flagged = [name for name, metric in all_metrics().items() if metric.summary]
+    return flagged + [name for name in named(spec) if name not in flagged]
+
+
+def default_metrics() -> list[str]:
+    """What `bench run` computes unless --metrics says otherwise: the ``default`` group."""
+    return list(groups().get("default", []))
+
+
+def compared_by_default() -> list[str]:
+    """What bd, report and compare show unless --metrics says otherwise."""
+    return [name for name in default_metrics() if all_metrics()[name].compared]
+
+
+def with_sources(names: Iterable[str]) -> list[str]:
+    """``names`` and every metric they derive from, in registry order."""
+    metrics = all_metrics()
+    wanted = set(names)
+    unknown = sorted(wanted - set(metrics))
+    if unknown:
+        raise LookupError(f"metric(s) {', '.join(unknown)} not registered here (is a plug-in missing?)")
+    for name in list(wanted):
+        while metrics[name].source is not None:
+            name = metrics[name].source
+            wanted.add(name)
+    return [name for name in metrics if name in wanted]
+
+
+def check_available(names: Iterable[str]) -> None:
+    """Raise a UserError naming each requested metric that cannot be computed here."""
+    reasons = [reason for name in names if (reason := all_metrics()[name].unavailable())]
+    if reasons:
+        raise UserError("; ".join(reasons))
+
+
+def compute(names: Iterable[str], reference: np.ndarray, reconstruction: np.ndarray) -> dict[str, Any]:
+    """The metrics ``names`` (their sources included) of one pair: each value by name, and the versions
+    and notes as dicts under metric_versions and metric_notes (``merged`` makes the row's columns).
+
+    An undefined value is NaN with a note saying why; any other failure of a metric raises.
+    """
+    if reference.shape != reconstruction.shape:
+        raise ValueError(f"shape mismatch: {reference.shape} vs {reconstruction.shape}")
+    metrics = all_metrics()
+    values: dict[str, float] = {}
+    notes: dict[str, str] = {}
+    for name in with_sources(names):
+        metric = metrics[name]
+        if metric.source is not None:
+            source = values[metric.source]
+            values[name] = math.nan if math.isnan(source) else float(metric.derive(source))
+            if metric.source in notes:
+                notes[name] = notes[metric.source]
+            continue
+        try:
+            values[name] = float(metric.compute(reference, reconstruction))
+        except MetricUndefined as exc:
+            values[name], notes[name] = math.nan, f"{name} undefined: {exc}"
+    versions = {name: metrics[name].version for name in values}
+    return values | {VERSIONS_COLUMN: versions, NOTES_COLUMN: notes}
+
+
+def merged(row: dict[str, Any], computed: dict[str, Any]) -> dict[str, Any]:
+    """The columns to store for ``computed`` (from ``compute``) on a row that may hold other metrics:
+    values as they are, versions and notes as JSON objects merged with the row's own."""
+    versions, notes = _json(row.get(VERSIONS_COLUMN)), _json(row.get(NOTES_COLUMN))
+    for name in computed[VERSIONS_COLUMN]:
+        notes.pop(name, None)
+    versions |= computed[VERSIONS_COLUMN]
+    notes |= computed[NOTES_COLUMN]
+    values = {k: v for k, v in computed.items() if k not in (VERSIONS_COLUMN, NOTES_COLUMN)}
+    return values | {
+        VERSIONS_COLUMN: json.dumps(versions, sort_keys=True),
+        NOTES_COLUMN: json.dumps(notes, sort_keys=True) if notes else None,
+    }
+
+
+def _json(text: Any) -> dict[str, Any]:
+    """A JSON object column's content; {} for an empty or unreadable one."""
+    try:
+        value = json.loads(text) if isinstance(text, str) and text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def stale(row: dict[str, Any], names: Iterable[str]) -> list[str]:
+    """The metrics of ``names`` that a stored row lacks or holds at another version than today's."""
+    versions = _json(row.get(VERSIONS_COLUMN))
+    metrics = all_metrics()
+    return [name for name in names if versions.get(name) != metrics[name].version]
+
+
+def cost_seconds(metric: Metric, side: tuple[int, int] = (512, 768)) -> float:
+    """Seconds to compute ``metric`` (with its sources) on one 768x512 pair of noisy images, after an
+    untimed first call (imports, first-call set-up)."""
+    rng = np.random.default_rng(0)
+    reference = rng.integers(0, 256, (*side, 3), dtype=np.uint8)
+    noisy = np.clip(reference + rng.normal(0, 8, reference.shape), 0, 255).astype(np.uint8)
+    compute([metric.name], reference, noisy)
+    start = time.perf_counter()
+    compute([metric.name], reference, noisy)
+    return time.perf_counter() - start
+
+
+def docs_table(metrics: Iterable[Metric] | None = None) -> str:
+    """The column table of docs/results.md (built-in metrics only unless given)."""
+    chosen = builtin_metrics() if metrics is None else list(metrics)
+    lines = ["| column | unit | better | meaning |", "| --- | --- | --- | --- |"]
+    for measure in measures(chosen).values():
+        better = measure.direction or ""
+        doc = measure.doc
+        if isinstance(measure, Metric):
+            doc += f" (metric version {measure.version}; reads {measure.reads})"
+        lines.append(f"| `{measure.name}` | {measure.unit} | {better} | {doc} |")
+    return "\n".join(lines) + "\n"
