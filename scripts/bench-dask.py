@@ -5,7 +5,7 @@ LocalCluster with the images shipped from the client (--ship-images).
 Prints each one's wall time (the whole command, cluster start included), its ratio to the local pool's,
 and whether its rows equal the local rows to the last digit, timing and memory columns aside.
 
-    scripts/bench-dask.py --data-dir ../shared/datasets --dataset kodak --jobs 2 --out /tmp/bench-dask
+    scripts/bench-dask.py --data-dir DATA --dataset kodak --jobs 2 --out /tmp/bench-dask
 """
 
 from __future__ import annotations

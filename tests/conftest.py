@@ -29,7 +29,7 @@ def require_binary(name: str) -> str:
 def data_dir() -> Path:
     value = os.environ.get("BENCH_DATA_DIR")
     if not value:
-        skip_or_fail("BENCH_DATA_DIR is not set (CI sets it to ../shared/datasets)")
+        skip_or_fail("BENCH_DATA_DIR is not set (.ci/run sets it)")
     return Path(value)
 
 

@@ -1,7 +1,7 @@
 """bench.datasets and `bench datasets`: manifests, data directory, fetch/import/verify, safe extraction.
 
 Downloads are tested against a real HTTP server on 127.0.0.1 and test manifests in a temporary
-BENCH_DATASETS_DIR; the Kodak tests read ../shared/datasets/kodak (read-only) through `kodak_dir`.
+BENCH_DATASETS_DIR; the Kodak tests read $BENCH_DATA_DIR/kodak (read-only) through `kodak_dir`.
 """
 
 from __future__ import annotations
@@ -236,7 +236,7 @@ def test_plain_folder_scan_reports_bad_files(tmp_path):
     assert [(b.path.name, b.reason) for b in bad] == [("broken.png", "empty file")]
 
 
-# --- Kodak (../shared, read-only) --------------------------------------------------------------------
+# --- Kodak ($BENCH_DATA_DIR, read-only) --------------------------------------------------------------------
 
 
 def test_kodak_verifies_and_nothing_is_written(kodak_dir):
