@@ -205,7 +205,9 @@ def read_manifest(path: Path) -> Manifest:
         return Manifest.from_dict(json.loads(path.read_text()))
     except (OSError, ValueError) as exc:
         raise UserError(f"{path}: not a readable run.json ({exc})") from None
-    except (KeyError, TypeError, AttributeError) as exc:
+    except KeyError as exc:
+        raise UserError(f"{path}: not a run.json (no {exc} key)") from None
+    except (TypeError, AttributeError) as exc:
         raise UserError(f"{path}: not a run.json ({type(exc).__name__}: {exc})") from None
 
 

@@ -26,6 +26,8 @@ import bench
 import bench.errors
 from bench.catalog import CatalogEntry
 from bench.cli import cli
+from bench.request import RunRequest
+from bench.runner import manifest, resolve
 from bench.store import Store
 
 TESTS = Path(__file__).resolve().parent
@@ -344,10 +346,9 @@ def test_a_client_interrupted_mid_run_resumes_with_one_row_per_task(photos, tmp_
     The same command again runs only what is missing; at the end one row per task."""
     slow = entry("slow", "tools.pinned:pinned", marker=str(tmp_path), sleep=0.4)
     slow = CatalogEntry.from_dict(slow.to_dict() | {"qualities": [10, 20, 30, 40, 50, 60]})
-    config = tmp_path / "run.json"
-    config.write_text(json.dumps({"config": {
-        "dataset": {"spec": str(photos)}, "codecs": [{"name": "slow", "qualities": slow.qualities,
-                                                       "entry": slow.to_dict()}]}}))  # fmt: skip
+    config = tmp_path / "run.json"  # the run.json of this configuration, as bench run writes it
+    plan = resolve(RunRequest(dataset=str(photos), entries=[slow], jobs=2))
+    config.write_text(json.dumps(manifest(plan).to_dict()))
     out = tmp_path / "d"
     with contextlib.ExitStack() as stack:
         command = [sys.executable, "-m", "bench.cli", "run", "--config", str(config), "--executor", "dask",
