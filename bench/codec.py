@@ -247,6 +247,30 @@ def _version_differences(here: dict[str, str], expected: dict[str, str]) -> str:
     )
 
 
+COMMAND_ADAPTERS = ("subprocess",)  # built-in adapters whose entries carry commands to run
+
+
+def trusted_entry(entry: CatalogEntry, source: str) -> CatalogEntry:
+    """``entry`` as read from ``source`` (a run.json or a bitstream manifest: data, never code), if it may
+    build a codec here. A built-in adapter or an installed entry point builds it with the options as
+    recorded; an entry that carries commands (``subprocess``) or names a module (``module:function``) only
+    when the local catalog holds that codec with the same adapter and the same adapter-specific keys.
+    Raises CodecUnavailable, in one line, otherwise."""
+    installed = set(BUILTIN_ADAPTERS) - set(COMMAND_ADAPTERS) | set(_entry_point_factories())
+    if entry.adapter in installed:
+        return entry
+    from bench.catalog import load_catalog
+
+    local = load_catalog().get(entry.name)
+    if local is None or (local.adapter, local.extra) != (entry.adapter, entry.extra):
+        raise CodecUnavailable(
+            entry.name,
+            f"{source} gives it commands or code to run (adapter {entry.adapter!r}) that the local catalog "
+            "does not hold as they are: not run",
+        )
+    return entry
+
+
 def open_codec(entry: CatalogEntry, expected_versions: dict[str, str] | None = None) -> Codec:
     """The codec of a resolved catalog entry, ready to run: one instance per configuration and process
     (a learned codec's model stays loaded). Raises CodecUnavailable, in one line naming the codec, for

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from bench import measures
-from bench.codec import Codec, CodecUnavailable, open_codec
+from bench.codec import Codec, CodecUnavailable, open_codec, trusted_entry
 from bench.errors import UserError
 from bench.images import BadImage, load_image, pixel_sha256
 from bench.rundir import (
@@ -62,7 +62,7 @@ class Rescorer:
         record = self.codecs.get(config_hash)
         if record is None:
             raise LookupError("its codec configuration is not in run.json")
-        return open_codec(record.entry, record.versions)
+        return open_codec(trusted_entry(record.entry, "run.json"), record.versions)
 
     def columns(self, row: dict[str, Any], path: Path, names: Iterable[str]) -> dict[str, Any] | None:
         """The metric columns of ``row`` recomputed from the bitstream at ``path``, or None (a problem)."""

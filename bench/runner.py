@@ -17,7 +17,7 @@ import pandas as pd
 
 from bench import datasets, measures
 from bench.catalog import CatalogEntry, config_hash, load_catalog, parse_codec_specs
-from bench.codec import CodecUnavailable, resources_for
+from bench.codec import CodecUnavailable, resources_for, trusted_entry
 from bench.errors import UserError
 from bench.executors import EXECUTORS, default_jobs, make_executor
 from bench.provenance import provenance
@@ -244,6 +244,10 @@ def request_from_run_json(path: Path) -> RunRequest:
     """The request that repeats a run exactly: its own catalog entries, qualities, images and threads."""
     recorded = read_manifest(path)
     dataset, timing = recorded.dataset, recorded.timing
+    try:
+        entries = [trusted_entry(codec.entry, str(path)) for codec in recorded.codecs]
+    except CodecUnavailable as exc:
+        raise UserError(str(exc)) from None
     return RunRequest(
         dataset=dataset.spec,
         data_dir=dataset.data_dir,
@@ -253,7 +257,7 @@ def request_from_run_json(path: Path) -> RunRequest:
         threads=recorded.threads,
         executor=recorded.executor,
         skip_bad=bool(dataset.skipped),
-        entries=[codec.entry for codec in recorded.codecs],
+        entries=entries,
         repeat=timing.get("repeat"),
         timing=bool(timing.get("preset", False)),
         time_reference=timing.get("reference"),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import tempfile
@@ -26,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.catalog import CatalogEntry
-from bench.codec import Codec, open_codec
+from bench.codec import Codec, open_codec, trusted_entry
 from bench.images import load_image, pixel_sha256
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 VARIANT_TIMEOUT_S = 3600
+MAX_BITSTREAM_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,25 @@ def _entry_for(item: dict[str, Any], variant: Variant) -> CatalogEntry:
     return entry.with_options(overrides) if overrides else entry
 
 
+def read_bitstream(directory: Path, name: str) -> bytes:
+    """The bytes of a manifest's ``file``: a regular file inside ``directory`` (not through a link), at
+    most MAX_BITSTREAM_BYTES; raises ValueError saying which rule it breaks."""
+    path = directory / name
+    if Path(name).is_absolute() or not path.resolve().is_relative_to(directory.resolve()):
+        raise ValueError(f"{name!r} is not a file inside {directory}")
+    try:
+        mode = os.lstat(path)
+    except OSError as exc:
+        raise ValueError(f"{name!r}: {exc.strerror}") from None
+    if not stat.S_ISREG(mode.st_mode):
+        raise ValueError(f"{name!r} is not a regular file")
+    if mode.st_size > MAX_BITSTREAM_BYTES:
+        raise ValueError(
+            f"{name!r} holds {mode.st_size} bytes, over the {MAX_BITSTREAM_BYTES} a bitstream may have"
+        )
+    return path.read_bytes()
+
+
 def decode_items(
     items: list[dict[str, Any]], directory: Path, make_codec: Callable[[dict[str, Any]], Codec]
 ) -> list[dict[str, Any]]:
@@ -179,7 +200,7 @@ def decode_items(
             result |= {"status": "error", "reason": f"at encoding: {item['error']}"}
         else:
             try:
-                data = (directory / item["file"]).read_bytes()
+                data = read_bitstream(directory, item["file"])
                 decoded = make_codec(item).decode(data, (item["height"], item["width"]))
                 same = pixel_sha256(decoded) == item["sha256"]
                 result |= {
@@ -241,7 +262,7 @@ def _worker(request: dict[str, Any], out: Path) -> None:
     items = read_manifest(directory)["items"]
 
     def make_codec(item: dict[str, Any]) -> Codec:
-        return open_codec(_entry_for(item, variant))
+        return open_codec(trusted_entry(_entry_for(item, variant), f"{directory / MANIFEST}"))
 
     out.write_text(json.dumps(decode_items(items, directory, make_codec)))
 

@@ -340,12 +340,21 @@ def _stored(run_dir: Path) -> int:
 
 
 @pytest.mark.parametrize("how", ["ctrl-c, LocalCluster", "kill -9, running cluster"])
-def test_a_client_interrupted_mid_run_resumes_with_one_row_per_task(photos, tmp_path, tools_on_path, how):
+def test_a_client_interrupted_mid_run_resumes_with_one_row_per_task(
+    photos, tmp_path, tools_on_path, how, monkeypatch
+):
     """bench run on Dask (a slow codec: 12 tasks), stopped once 2 rows are stored: by Ctrl-C (SIGINT to
     its process group, workers included) or by SIGKILL of the client alone while the cluster runs on.
     The same command again runs only what is missing; at the end one row per task."""
     slow = entry("slow", "tools.pinned:pinned", marker=str(tmp_path), sleep=0.4)
     slow = CatalogEntry.from_dict(slow.to_dict() | {"qualities": [10, 20, 30, 40, 50, 60]})
+    catalog = tmp_path / "catalog"  # a run.json's module adapter runs only if the local catalog holds it
+    catalog.mkdir()
+    (catalog / "slow.toml").write_text(
+        'name = "slow"\nadapter = "tools.pinned:pinned"\ndescription = "test"\nreference = "-"\n'
+        'quality_label = "JPEG quality"\nqualities = [10, 20, 30, 40, 50, 60]\n'
+    )
+    monkeypatch.setenv("BENCH_CATALOG_DIR", str(catalog))
     config = tmp_path / "run.json"  # the run.json of this configuration, as bench run writes it
     plan = resolve(RunRequest(dataset=str(photos), entries=[slow], jobs=2))
     config.write_text(json.dumps(manifest(plan).to_dict()))

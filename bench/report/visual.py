@@ -116,12 +116,12 @@ def load_original(runs: list[Run], rows: pd.DataFrame, sha: str) -> tuple[np.nda
 def reencode(run: Run, config_hash: str, quality: float, image: np.ndarray) -> tuple[bytes, np.ndarray]:
     """Encode and decode ``image`` with the codec configuration ``config_hash`` as the run configured it
     (bench.codec.open_codec: available here, with the run's versions); raises with the reason."""
-    from bench.codec import open_codec
+    from bench.codec import open_codec, trusted_entry
 
     record = run.codec(config_hash)
     if record is None:
         raise RuntimeError(f"{run.path}/run.json has no codec configuration {config_hash}")
-    codec = open_codec(record.entry, record.versions)
+    codec = open_codec(trusted_entry(record.entry, f"{run.path}/run.json"), record.versions)
     data = bytes(codec.encode(image, quality))
     decoded = codec.decode(data, image.shape[:2])
     if decoded.shape != image.shape or decoded.dtype != np.uint8:

@@ -1,0 +1,108 @@
+"""Someone else's run directory or bitstream folder is data, never code: commands and module adapters
+read from a run.json or a bitstream manifest run only when the local catalog holds them as they are;
+manifest files stay inside their folder, regular files only."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from skimage import data
+
+from bench.cli import cli
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def hostile(marker: Path) -> dict:
+    """A catalog entry's adapter and extra keys that would run a shell command leaving ``marker``."""
+    shell = ["/bin/sh", "-c", f"touch {marker}; exit 1"]
+    return {
+        "adapter": "subprocess",
+        "extra": {"encode": shell, "decode": shell, "version": shell, "format": "ppm"},
+    }
+
+
+@pytest.fixture()
+def run_dir(tmp_path: Path) -> Path:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(data.astronaut()[:96, :128]).save(photos / "astronaut.png")
+    out = tmp_path / "run"
+    result = invoke("run", "--codecs", "jpeg,webp", "--dataset", photos, "--qualities", "jpeg=30,60,90",
+                    "--qualities", "webp=30,60,90", "--executor", "inline", "--keep-bitstreams",
+                    "--metrics", "psnr_rgb", "--out", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def tamper(run_dir: Path, marker: Path) -> None:
+    """Rewrite the run's jpeg entry as a subprocess codec whose commands would leave ``marker``."""
+    document = json.loads((run_dir / "run.json").read_text())
+    for codec in document["config"]["codecs"]:
+        if codec["name"] == "jpeg":
+            codec["entry"] |= hostile(marker)
+    (run_dir / "run.json").write_text(json.dumps(document))
+
+
+def test_report_does_not_run_a_run_jsons_commands(run_dir, tmp_path):
+    marker = tmp_path / "pwned"
+    tamper(run_dir, marker)
+    result = invoke("report", run_dir, "--out", tmp_path / "report", "--rates", "1", "--metrics", "psnr_rgb")
+    assert result.exit_code == 0, result.output
+    assert not marker.exists()
+    assert (
+        "jpeg: not re-encoded for the visual comparison: jpeg is unavailable: "
+        f"{run_dir}/run.json gives it commands or code to run (adapter 'subprocess') that the local catalog "
+        "does not hold as they are: not run"
+    ) in result.output
+
+
+def test_config_and_rescore_refuse_a_run_jsons_commands(run_dir, tmp_path):
+    marker = tmp_path / "pwned"
+    tamper(run_dir, marker)
+    result = invoke("run", "--config", run_dir / "run.json", "--out", tmp_path / "again")
+    assert (
+        result.exit_code == 2 and "gives it commands or code to run (adapter 'subprocess')" in result.output
+    )
+    rescored = invoke("rescore", run_dir)
+    assert rescored.exit_code == 1 and "rescored 3 row(s)" in rescored.output  # webp's, jpeg's refused
+    refused = [line for line in rescored.output.splitlines() if line.startswith("not rescored: jpeg")]
+    assert len(refused) == 3 and all("the local catalog does not hold" in line for line in refused)
+    assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_verify_builds_no_code_and_reads_no_file_outside_its_folder(tmp_path):
+    folder = tmp_path / "bitstreams"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(data.astronaut()[:64, :64]).save(photos / "a.png")
+    written = invoke("verify", "--codecs", "jpeg", "--dataset", photos, "--qualities", "jpeg=30,50,70,90",
+                     "--write-bitstreams", folder, "--variants", "1-thread")  # fmt: skip
+    assert written.exit_code == 0, written.output
+    marker = tmp_path / "pwned"
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes((folder / "jpeg" / "a-q30.bin").read_bytes())
+    os.mkfifo(folder / "jpeg" / "fifo.bin")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    items = manifest["items"]
+    items[0]["entry"] |= {"adapter": "builtins:eval", "name": f"__import__('os').system('touch {marker}')"}
+    items[1]["file"] = "../outside.bin"
+    items[2]["file"] = "/dev/zero"
+    items[3]["file"] = "jpeg/fifo.bin"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    result = invoke("verify", "--bitstreams", folder, "--variants", "1-thread")
+    assert result.exit_code == 1 and not marker.exists()
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 4
+    assert "gives it commands or code to run (adapter 'builtins:eval')" in errors[0]
+    assert "'../outside.bin' is not a file inside" in errors[1]
+    assert "'/dev/zero' is not a file inside" in errors[2]
+    assert "'jpeg/fifo.bin' is not a regular file" in errors[3]
