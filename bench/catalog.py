@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,6 +39,8 @@ class CatalogEntry:
         qualities = tuple(float(q) for q in data["qualities"])
         if not qualities:
             raise UserError(f"{source}: 'qualities' is empty")
+        if not all(math.isfinite(q) for q in qualities):
+            raise UserError(f"{source}: 'qualities' holds a value that is not a finite number")
         return cls(
             name=str(data["name"]),
             adapter=str(data["adapter"]),

@@ -158,6 +158,8 @@ def run_command(
     """Encode and decode every image at every quality, measure, and store one row per task.
 
     Re-running the same command resumes: tasks already in the run directory's store are skipped.
+    Exit status 1 when every task failed (a failed task is a row with its error; some such rows are
+    results and exit 0), 2 for unusable input.
     """
     from tqdm import tqdm
 
@@ -234,6 +236,14 @@ def run_command(
         f"\n{outcome.executed} task(s) run, {outcome.resumed} already stored; wall {outcome.wall_s:.1f} s with "
         f"{plan.jobs} job(s), {plan.timing.repeat} timed call(s) per task; harness overhead {outcome.overhead * 100:.1f} %; results: {outcome.run_dir / 'results.csv'}"
     )
+    failed = outcome.rows["error"].notna()
+    if len(failed) and failed.all():
+        click.echo(
+            f"bench: error: every task of the run failed ({len(failed)}): see the error column of "
+            f"{outcome.run_dir / 'results.csv'}",
+            err=True,
+        )
+        sys.exit(1)
 
 
 @cli.command("rescore")

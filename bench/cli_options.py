@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from bench.errors import UserError
 
 
@@ -14,7 +16,7 @@ def parse_qualities(values: tuple[str, ...]) -> dict[str, list[float]]:
             parsed = [float(p) for p in points.split(",") if p.strip()]
         except ValueError:
             parsed = []
-        if not eq or not name or not parsed:
-            raise UserError(f"--qualities {value!r}: expected CODEC=Q1,Q2,... with numbers")
+        if not eq or not name or not parsed or not all(math.isfinite(q) for q in parsed):
+            raise UserError(f"--qualities {value!r}: expected CODEC=Q1,Q2,... with finite numbers")
         qualities[name.strip()] = parsed
     return qualities

@@ -106,3 +106,21 @@ def test_verify_builds_no_code_and_reads_no_file_outside_its_folder(tmp_path):
     assert "'../outside.bin' is not a file inside" in errors[1]
     assert "'/dev/zero' is not a file inside" in errors[2]
     assert "'jpeg/fifo.bin' is not a regular file" in errors[3]
+
+
+def test_non_finite_qualities_are_refused_up_front(tmp_path):
+    for value in ("jpeg=nan", "jpeg=50,inf"):
+        result = invoke("run", "--codecs", "jpeg", "--qualities", value, "--out", tmp_path / "run")
+        assert result.exit_code == 2 and "expected CODEC=Q1,Q2,... with finite numbers" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_whose_every_task_failed_exits_1_and_one_with_some_failures_0(run_dir, tmp_path):
+    photos = run_dir.parent / "photos"
+    failing = invoke("run", "--codecs", "jpeg", "--dataset", photos, "--qualities", "jpeg=1000",
+                     "--executor", "inline", "--out", tmp_path / "failing")  # fmt: skip
+    assert failing.exit_code == 1
+    assert "bench: error: every task of the run failed (1): see the error column of" in failing.output
+    some = invoke("run", "--codecs", "jpeg", "--dataset", photos, "--qualities", "jpeg=50,1000",
+                  "--executor", "inline", "--out", tmp_path / "some")  # fmt: skip
+    assert some.exit_code == 0 and "1 task(s) failed: see the error column" in some.output
