@@ -64,7 +64,9 @@ def visual_notes(run_dir: Path, change) -> list[str]:
     return visual_comparisons(runs, combined_rows(runs), [1.0])[1]
 
 
-def test_an_unavailable_codec_is_refused_with_the_same_reason_everywhere(photos, jpeg_run, tmp_path):
+def test_an_unavailable_codec_is_refused_with_the_same_reason_everywhere(
+    photos, jpeg_run, tmp_path, monkeypatch
+):
     missing = entry("gone", "no_such_module:factory")
     line = f"gone is unavailable: {MISSING}"
     assert check_codec(missing) == (MISSING, {})
@@ -85,7 +87,14 @@ def test_an_unavailable_codec_is_refused_with_the_same_reason_everywhere(photos,
     task = dataclasses.replace(_tasks(plan)[0], entry=missing.to_dict())
     assert run_task(task)["error"] == f"CodecUnavailable: {line}"
 
-    # the visual re-encode: a note
+    # the visual re-encode: a note (a run.json's module adapter is tried only when the local catalog has it)
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    (catalog / "gone.toml").write_text(
+        'name = "gone"\nadapter = "no_such_module:factory"\ndescription = "test"\nreference = "-"\n'
+        'quality_label = "q"\nqualities = [50]\n'
+    )
+    monkeypatch.setenv("BENCH_CATALOG_DIR", str(catalog))
     notes = visual_notes(jpeg_run, lambda codec: codec["entry"].update(name="gone", adapter=missing.adapter))
     assert f"jpeg: not re-encoded for the visual comparison: {line}" in notes
 
