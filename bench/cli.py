@@ -276,14 +276,14 @@ def metrics_command(no_cost: bool, docs_table: bool) -> None:
     """List every metric: available or why not, version, direction, what it reads, groups and the
     seconds it takes on one 768x512 image here, on one thread as in a run's workers (its cost class in
     brackets)."""
-    import torch
-
     from bench import measures
 
-    torch.set_num_threads(1)
     if docs_table:
         click.echo(measures.docs_table(), nl=False)
         return
+    import torch
+
+    torch.set_num_threads(1)
     for name, metric in measures.all_metrics().items():
         reason = metric.unavailable()
         cost = "" if no_cost or reason else f"{measures.cost_seconds(metric):.3f} s "

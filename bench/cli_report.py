@@ -58,7 +58,7 @@ def parse_metrics(text: str | None, rows, default: list[str] | None = None) -> l
     """The metrics a --metrics value asks to compare (bench.measures grammar; default: the default
     metrics meant for comparison), each a quality metric the rows hold values of; those a group brings
     that the rows lack are left out."""
-    from bench.measures import all_metrics, compared_by_default, named, resolve_metrics
+    from bench.measures import all_metrics, compared_by_default, held, named, resolve_metrics
 
     chosen = resolve_metrics(text, compared_by_default() if default is None else default)
     directionless = [m for m in chosen if all_metrics()[m].direction is None]
@@ -66,16 +66,17 @@ def parse_metrics(text: str | None, rows, default: list[str] | None = None) -> l
         raise UserError(
             f"--metrics: {', '.join(directionless)} has no better direction: not a quality metric"
         )
-    held = [m for m in chosen if m in rows.columns and rows[m].notna().any()]
-    lacking = [m for m in named(text) if m not in held]
+    computed = set(held(rows))
+    chosen_held = [m for m in chosen if m in computed]
+    lacking = [m for m in named(text) if m not in computed]
     if lacking:
         raise UserError(
             f"--metrics: {', '.join(lacking)} not computed in these runs (`bench rescore RUN --metrics "
             f"{','.join(lacking)}` adds them to a run made with --keep-bitstreams)"
         )
-    if not held:
+    if not chosen_held:
         raise UserError(f"--metrics: none of {', '.join(chosen)} is computed in these runs")
-    return held
+    return chosen_held
 
 
 def check_anchor(anchor: str, labels: list[str], imported: list, mode: str, need_two: bool = True) -> None:

@@ -256,8 +256,9 @@ def trusted_entry(entry: CatalogEntry, source: str) -> CatalogEntry:
     recorded; an entry that carries commands (``subprocess``) or names a module (``module:function``) only
     when the local catalog holds that codec with the same adapter and the same adapter-specific keys.
     Raises CodecUnavailable, in one line, otherwise."""
-    installed = set(BUILTIN_ADAPTERS) - set(COMMAND_ADAPTERS) | set(_entry_point_factories())
-    if entry.adapter in installed:
+    if entry.adapter in BUILTIN_ADAPTERS and entry.adapter not in COMMAND_ADAPTERS:
+        return entry
+    if entry.adapter in _entry_point_factories():
         return entry
     from bench.catalog import load_catalog
 

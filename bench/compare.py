@@ -20,7 +20,7 @@ import pandas as pd
 
 from bench.bd import bd_rate
 from bench.labels import configuration_labels
-from bench.measures import LOWER, all_metrics
+from bench.measures import all_metrics
 from bench.report.curves import mean_curves, ok_rows
 from bench.runs import Run
 from bench.timing import DEFAULT_REFERENCE
@@ -166,7 +166,7 @@ def compare(
         record: dict[str, Any] = {"codec": label}
         fails = []
         for metric in metrics:
-            higher = all_metrics()[metric].direction != LOWER
+            higher = all_metrics()[metric].higher_is_better
             value = bd_rate(_curve(base, old, metric), _curve(new, now, metric), higher_is_better=higher)
             record[f"bd_rate_{metric}"] = value
             if max_bd_loss is not None and not math.isnan(value) and value > max_bd_loss:

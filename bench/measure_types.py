@@ -20,13 +20,17 @@ class Measure:
     name: str
     label: str  # for tables and plot axes, unit included
     doc: str  # what the column holds (docs/results.md)
-    kind: str  # identity, rate, metric, time, memory, complexity, setting, provenance
     unit: str = ""
     direction: str | None = None  # HIGHER or LOWER is better; None: not a quality
     sql: str = "REAL"
     fmt: str = "{:.4g}"
     aggregate: str = "mean"  # over the images of a point: mean, median, or "" (not aggregated)
     compressai_key: str | None = None  # its key in CompressAI result JSON
+
+    @property
+    def higher_is_better(self) -> bool:
+        """For BD and the report's colouring: True unless lower is better."""
+        return self.direction != LOWER
 
     @property
     def python_type(self) -> type:
@@ -45,7 +49,6 @@ class Metric(Measure):
     for; a derived metric has ``source`` (another metric) and ``derive(value) -> float`` instead.
     """
 
-    kind: str = "metric"
     compute: Callable[[np.ndarray, np.ndarray], float] | None = None
     source: str | None = None
     derive: Callable[[float], float] | None = None

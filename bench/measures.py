@@ -29,8 +29,8 @@ ENTRY_POINT_GROUP = "bench.metrics"
 VERSIONS_COLUMN, NOTES_COLUMN = "metric_versions", "metric_notes"
 
 
-def _column(name: str, label: str, doc: str, kind: str, **settings: Any) -> Measure:
-    return Measure(name=name, label=label, doc=doc, kind=kind, **settings)
+def _column(name: str, label: str, doc: str, **settings: Any) -> Measure:
+    return Measure(name=name, label=label, doc=doc, **settings)
 
 
 IDENTITY = [
@@ -38,25 +38,22 @@ IDENTITY = [
         "dataset",
         "dataset",
         "dataset name (`sample`, `kodak`, or the folder's name)",
-        "identity",
         sql="TEXT",
         aggregate="",
     ),
-    _column("image", "image", "file name within the dataset", "identity", sql="TEXT", aggregate=""),
+    _column("image", "image", "file name within the dataset", sql="TEXT", aggregate=""),
     _column(
         "image_sha256",
         "image hash",
         "sha256 of the decoded RGB pixels (docs/datasets.md)",
-        "identity",
         sql="TEXT NOT NULL",
         aggregate="",
     ),
-    _column("codec", "codec", "catalog name", "identity", sql="TEXT NOT NULL", aggregate=""),
+    _column("codec", "codec", "catalog name", sql="TEXT NOT NULL", aggregate=""),
     _column(
         "config_hash",
         "config hash",
         "16 hex of sha256 over the resolved catalog entry, threads and the codec's `versions()`",
-        "identity",
         sql="TEXT NOT NULL",
         aggregate="",
     ),
@@ -64,21 +61,19 @@ IDENTITY = [
         "quality",
         "quality",
         "the codec's native quality parameter (see the catalog entry's `quality_label`)",
-        "identity",
         sql="REAL NOT NULL",
         fmt="{:g}",
         aggregate="",
         compressai_key="quality",
     ),
-    _column("width", "width", "original image width in pixels", "identity", sql="INTEGER", aggregate=""),
-    _column("height", "height", "original image height in pixels", "identity", sql="INTEGER", aggregate=""),
+    _column("width", "width", "original image width in pixels", sql="INTEGER", aggregate=""),
+    _column("height", "height", "original image height in pixels", sql="INTEGER", aggregate=""),
 ]
 RATE = [
     _column(
         "bytes",
         "bytes",
         "size of the complete encoded bitstream (headers and containers included)",
-        "rate",
         unit="B",
         sql="INTEGER",
         fmt="{:.0f}",
@@ -87,7 +82,6 @@ RATE = [
         "bpp",
         "bits per pixel",
         "bytes x 8 / (width x height)",
-        "rate",
         unit="bpp",
         fmt="{:.3f}",
         compressai_key="bpp",
@@ -98,7 +92,6 @@ TIMES = [
         "enc_s",
         "encode s",
         "`time.perf_counter` seconds around the encode call only; the median of `repeats` calls",
-        "time",
         unit="s",
         fmt="{:.4f}",
         compressai_key="encoding_time",
@@ -107,7 +100,6 @@ TIMES = [
         "dec_s",
         "decode s",
         "the same around the decode call",
-        "time",
         unit="s",
         fmt="{:.4f}",
         compressai_key="decoding_time",
@@ -116,19 +108,15 @@ TIMES = [
         "enc_mps",
         "encode MP/s",
         "megapixels per second: width x height / 1e6 / enc_s",
-        "time",
         unit="MP/s",
         fmt="{:.2f}",
         aggregate="median",
     ),
-    _column(
-        "dec_mps", "decode MP/s", "the same with dec_s", "time", unit="MP/s", fmt="{:.2f}", aggregate="median"
-    ),
+    _column("dec_mps", "decode MP/s", "the same with dec_s", unit="MP/s", fmt="{:.2f}", aggregate="median"),
     _column(
         "metric_s",
         "metric s",
         "seconds spent computing the metrics (for the harness overhead)",
-        "time",
         unit="s",
         fmt="{:.4f}",
     ),
@@ -137,7 +125,6 @@ TIMES = [
         "load s",
         "seconds the worker took to load the codec's model or library (learned "
         "codecs), timed apart from coding; empty for codecs that report none",
-        "time",
         unit="s",
         fmt="{:.3f}",
     ),
@@ -151,7 +138,6 @@ MEMORY = [
         '"5" is written to /proc/self/clear_refs before the calls and VmHWM read after. Empty for '
         "subprocess codecs (a child's `ru_maxrss` also counts the parent memory it was forked from) and "
         "where /proc/self/clear_refs cannot be written",
-        "memory",
         unit="MB",
         fmt="{:.1f}",
     ),
@@ -159,7 +145,6 @@ MEMORY = [
         "dec_peak_rss_mb",
         "decode peak RSS MB",
         "the same during the decode calls",
-        "memory",
         unit="MB",
         fmt="{:.1f}",
     ),
@@ -169,7 +154,6 @@ MEMORY = [
         "codecs running on a CUDA device (`--device cuda`): "
         "torch's `max_memory_allocated` during the encode calls, in MB, after `reset_peak_memory_stats` "
         "(the CUDA context is not counted); empty on the CPU",
-        "memory",
         unit="MB",
         fmt="{:.1f}",
     ),
@@ -177,7 +161,6 @@ MEMORY = [
         "dec_gpu_peak_mb",
         "decode GPU peak MB",
         "the same during the decode calls",
-        "memory",
         unit="MB",
         fmt="{:.1f}",
     ),
@@ -190,7 +173,6 @@ COMPLEXITY = [
         "thousands of multiply-accumulates per pixel of the encoder, counted once per configuration "
         "with torch's FlopCounterMode on a 768 x 512 input (MACs = FLOPs / 2 of convolutions and matrix "
         "products; entropy coding not counted; bench/complexity.py); empty for the others",
-        "complexity",
         unit="kMAC/px",
         fmt="{:.1f}",
         aggregate="median",
@@ -199,7 +181,6 @@ COMPLEXITY = [
         "kmac_px_dec",
         "decoder kMAC/px",
         "the same for the decoder",
-        "complexity",
         unit="kMAC/px",
         fmt="{:.1f}",
         aggregate="median",
@@ -212,7 +193,6 @@ SETTINGS = [
         "timed encode calls and timed decode calls of the task (`--repeat`, "
         "`--timing`); every call must return the same bytes and pixels as the first, else the task is "
         "an error row (`NotRepeatableError`)",
-        "setting",
         sql="INTEGER",
         aggregate="",
     ),
@@ -220,16 +200,14 @@ SETTINGS = [
         "threads",
         "threads",
         "threads given to the codec for each call",
-        "setting",
         sql="INTEGER",
         aggregate="",
     ),
-    _column("jobs", "jobs", "worker processes of the run", "setting", sql="INTEGER", aggregate=""),
+    _column("jobs", "jobs", "worker processes of the run", sql="INTEGER", aggregate=""),
     _column(
         "device",
         "device",
         "where the codec ran (`cpu`, or a codec's own device such as `cuda`)",
-        "setting",
         sql="TEXT",
         aggregate="",
     ),
@@ -241,7 +219,6 @@ PROVENANCE = [
         "JSON object: the definition version of each metric "
         "computed for the row (`bench metrics` lists the current ones); a value of an older version is "
         "recomputed when a run or the cache is asked for that metric",
-        "provenance",
         sql="TEXT",
         aggregate="",
     ),
@@ -250,7 +227,6 @@ PROVENANCE = [
         "metric notes",
         "JSON object: per metric, why its value is undefined (e.g. MS-SSIM "
         "on an image with a side under 161 px); empty when every value is defined",
-        "provenance",
         sql="TEXT",
         aggregate="",
     ),
@@ -258,11 +234,14 @@ PROVENANCE = [
         "error",
         "error",
         "why the task failed (`Type: message`), else empty; a failed task has no rate or metrics",
-        "provenance",
         sql="TEXT",
         aggregate="",
     ),
 ]
+
+
+BEFORE_METRICS = IDENTITY + RATE  # the fixed columns before the metrics in results.csv, then after
+AFTER_METRICS = TIMES + MEMORY + COMPLEXITY + SETTINGS + PROVENANCE
 
 
 def _from_entry_points() -> list[Metric]:
@@ -286,8 +265,9 @@ def builtin_metrics() -> list[Metric]:
 def all_metrics() -> dict[str, Metric]:
     """Every metric by name: the built-in ones, then those of installed plug-ins."""
     metrics: dict[str, Metric] = {}
+    fixed = {measure.name for measure in BEFORE_METRICS + AFTER_METRICS}
     for metric in builtin_metrics() + _from_entry_points():
-        if metric.name in metrics or metric.name in _fixed_names():
+        if metric.name in metrics or metric.name in fixed:
             raise UserError(f"metric {metric.name!r} is registered twice")
         if metric.source is not None and metric.source not in metrics:
             raise UserError(
@@ -297,24 +277,21 @@ def all_metrics() -> dict[str, Metric]:
     return metrics
 
 
-def _fixed_names() -> set[str]:
-    return {m.name for m in IDENTITY + RATE + TIMES + MEMORY + COMPLEXITY + SETTINGS + PROVENANCE}
-
-
 def measures(metrics: Iterable[Metric] | None = None) -> dict[str, Measure]:
     """Every column in results.csv order; ``metrics`` replaces the registered metrics (docs table)."""
     chosen = list(all_metrics().values()) if metrics is None else list(metrics)
-    columns = IDENTITY + RATE + chosen + TIMES + MEMORY + COMPLEXITY + SETTINGS + PROVENANCE
-    return {measure.name: measure for measure in columns}
+    return {measure.name: measure for measure in BEFORE_METRICS + chosen + AFTER_METRICS}
+
+
+def held(rows: Any) -> list[str]:
+    """The registered metrics of which ``rows`` (a DataFrame) hold at least one value, in registry order."""
+    return [name for name in all_metrics() if name in rows.columns and rows[name].notna().any()]
 
 
 def measure_label(name: str) -> str:
     """A column's label (its name when it is not registered)."""
     measure = measures().get(name)
     return measure.label if measure else name
-
-
-GROUPS_HELP = "names, groups (default), +NAME or +GROUP to add to the default, or all"
 
 
 def groups() -> dict[str, list[str]]:

@@ -44,6 +44,7 @@ class Rescorer:
 
     images: dict[str, Path]
     codecs: dict[str, CodecRecord]
+    refused: dict[str, str] = field(default_factory=dict)  # config hash -> why it is not run here
     problems: list[str] = field(default_factory=list)
     _image: tuple[str, np.ndarray | None] = ("", None)
 
@@ -59,10 +60,12 @@ class Rescorer:
         return self._image[1]
 
     def _codec(self, config_hash: str) -> Codec:
+        if config_hash in self.refused:
+            raise LookupError(self.refused[config_hash])
         record = self.codecs.get(config_hash)
         if record is None:
             raise LookupError("its codec configuration is not in run.json")
-        return open_codec(trusted_entry(record.entry, "run.json"), record.versions)
+        return open_codec(record.entry, record.versions)
 
     def columns(self, row: dict[str, Any], path: Path, names: Iterable[str]) -> dict[str, Any] | None:
         """The metric columns of ``row`` recomputed from the bitstream at ``path``, or None (a problem)."""
@@ -94,10 +97,18 @@ class Rescored:
 
 def rescorer_for(manifest: Manifest) -> Rescorer:
     """A Rescorer of the run described by ``manifest``: its images where run.json says, its codecs'
-    catalog entries."""
+    catalog entries, each refused once here unless bench.codec.trusted_entry lets it run."""
     root = Path(manifest.dataset.root)
     images = {image.sha256: root / image.name for image in manifest.dataset.images}
-    return Rescorer(images, {codec.config_hash: codec for codec in manifest.codecs})
+    codecs, refused = {}, {}
+    for codec in manifest.codecs:
+        try:
+            trusted_entry(codec.entry, "run.json")
+        except CodecUnavailable as exc:
+            refused[codec.config_hash] = str(exc)
+            continue
+        codecs[codec.config_hash] = codec
+    return Rescorer(images, codecs, refused)
 
 
 def rescore(run_dir: Path, spec: str | None = None) -> Rescored:

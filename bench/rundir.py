@@ -33,13 +33,18 @@ def bitstream_path(folder: Path, key: TaskKey) -> Path:
     return Path(folder) / config_hash / f"{image_sha256}-q{quality:g}.bin"
 
 
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` through a temporary file renamed over it: a reader sees the old or the new bytes."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
 def keep_bitstream(folder: Path, key: TaskKey, data: bytes) -> None:
     """Write a task's bytes where bitstream_path says, atomically."""
     path = bitstream_path(folder, key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    _write_atomically(path, data)
 
 
 @dataclass(frozen=True)
@@ -213,10 +218,7 @@ def read_manifest(path: Path) -> Manifest:
 
 def write_manifest(run_dir: Path, manifest: Manifest) -> None:
     """Replace ``run_dir``/run.json atomically."""
-    path = Path(run_dir) / RUN_JSON
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
-    os.replace(temporary, path)
+    _write_atomically(Path(run_dir) / RUN_JSON, (json.dumps(manifest.to_dict(), indent=2) + "\n").encode())
 
 
 @contextmanager

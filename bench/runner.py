@@ -223,14 +223,10 @@ def manifest(plan: RunPlan) -> Manifest:
         [ImageRecord(i.name, i.sha256, i.width, i.height, tuple(i.notes)) for i in plan.images],
         [{"path": str(b.path), "reason": b.reason} for b in plan.skipped_files],
     )
-    codecs = [
-        CodecRecord(c.entry, c.threads, c.versions, c.config_hash, c.qualities, c.resources)
-        for c in plan.codecs
-    ]
     return Manifest(
         plan.config_id,
         dataset,
-        codecs,
+        list(plan.codecs),
         request.threads,
         plan.jobs,
         plan.executor,
@@ -357,13 +353,15 @@ def _rescorer(plan: RunPlan) -> Rescorer:
     )
 
 
-def _pending(plan: RunPlan, store: Store, cache: Store | None) -> _Pending:
+def _pending(
+    plan: RunPlan, store: Store, cache: Store | None, kept: Path | None, cached_bitstreams: Path | None
+) -> _Pending:
     """Which tasks to run: stored rows that lack a metric (or hold an older version of one) are rescored
-    from their kept bitstream, else run again; the cache's rows are taken the same way."""
+    from their kept bitstream (in ``kept``), else run again; the cache's rows are taken the same way
+    (their bitstreams in ``cached_bitstreams``)."""
     pending = _Pending()
     stored = {row_key(row): row for row in store.frame().to_dict("records")}
     rescorer = _rescorer(plan)
-    kept = plan.run_dir / BITSTREAMS if plan.request.keep_bitstreams else None
     fresh: dict[TaskKey, Task] = {}
     for task in _tasks(plan):
         row = stored.get(task.key)
@@ -379,7 +377,6 @@ def _pending(plan: RunPlan, store: Store, cache: Store | None) -> _Pending:
             pending.rerun.add(task.key)
             pending.tasks.append(task)
     if cache is not None:
-        cached_bitstreams = Path(plan.request.cache) / BITSTREAMS
         for row in cache.rows(list(fresh)):
             key = row_key(row)
             task, path = fresh[key], bitstream_path(cached_bitstreams, key)
@@ -412,9 +409,9 @@ def _execute_locked(plan: RunPlan, progress: Callable[[int], Any] | None) -> Run
     _prepare_run_dir(plan)
     request = plan.request
     kept = plan.run_dir / BITSTREAMS if request.keep_bitstreams else None
-    cached_bitstreams = Path(request.cache) / BITSTREAMS if request.cache and kept else None
+    cached_bitstreams = Path(request.cache) / BITSTREAMS if request.cache else None
     with Store(plan.run_dir / DATABASE) as store, _cache(request.cache) as cache:
-        pending = _pending(plan, store, cache)
+        pending = _pending(plan, store, cache, kept, cached_bitstreams)
         tasks = pending.tasks
         new_rows: list[dict[str, Any]] = []
         bar = progress(len(tasks)) if progress else None
@@ -428,7 +425,7 @@ def _execute_locked(plan: RunPlan, progress: Callable[[int], Any] | None) -> Run
                     keep_bitstream(kept, key, data)
                 store.add(row, replace=key in pending.rerun)
                 if cache is not None and not row.get("error"):
-                    if cached_bitstreams is not None:
+                    if data is not None:  # the cache keeps bitstreams when the run does
                         keep_bitstream(cached_bitstreams, key, data)
                     cache.add(row, replace=True)
                 new_rows.append(row)

@@ -75,10 +75,6 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def done_keys(self) -> set[TaskKey]:
-        cursor = self._db.execute(f"SELECT {', '.join(KEY)} FROM results")
-        return {(sha, codec, config, float(quality)) for sha, codec, config, quality in cursor}
-
     def add(self, row: dict[str, Any], replace: bool = False) -> None:
         """Store one finished task in its own transaction; a task already stored is kept as it was, or
         replaced with ``replace``."""

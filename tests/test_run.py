@@ -335,7 +335,7 @@ def test_readme_main_job_runs_every_available_codec_on_the_sample_set(tmp_path):
 
 def test_store_of_an_older_schema_gains_the_new_columns_and_resumes(tmp_path):
     """A results.sqlite written before the repeats and peak RSS columns existed stays usable."""
-    from bench.store import KEY, Store
+    from bench.store import KEY, Store, row_key
 
     added = ("repeats", "enc_peak_rss_mb", "dec_peak_rss_mb", "enc_gpu_peak_mb", "dec_gpu_peak_mb")
     newer = (*added, "kmac_px_enc", "kmac_px_dec", "metric_versions", "metric_notes")
@@ -349,7 +349,7 @@ def test_store_of_an_older_schema_gains_the_new_columns_and_resumes(tmp_path):
     connection.commit()
     connection.close()
     with Store(database) as store:
-        assert store.done_keys() == {("a", "jpeg", "h", 50.0)}
+        assert {row_key(row) for row in store.frame().to_dict("records")} == {("a", "jpeg", "h", 50.0)}
         store.add({"image_sha256": "b", "codec": "jpeg", "config_hash": "h", "quality": 60.0, "repeats": 3})
         frame = store.frame()
     assert list(frame.columns) == list(columns())

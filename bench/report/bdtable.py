@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bench.bd import bd_details, monotone_points
-from bench.measures import LOWER, all_metrics
+from bench.measures import all_metrics
 from bench.report.compressai import ImportedCurve, imported_mean_curve
 from bench.report.curves import image_curves, mean_curves
 
@@ -183,7 +183,7 @@ def bd_table(
     anchor_dropped, anchor_skipped, anchor_images = {}, {}, 0
     cell_of = _image_cell if mode == "image" else _curve_cell
     for metric in metrics:
-        options["higher"] = all_metrics()[metric].direction != LOWER
+        options["higher"] = all_metrics()[metric].higher_is_better
         curves = _curves(rows, imported, metric, mode)
         reference = curves[curves["label"] == anchor]
         if mode == "image":

@@ -17,7 +17,7 @@ import pandas as pd
 
 from bench import __version__
 from bench.labels import file_stem
-from bench.measures import LOWER, all_metrics, measure_label
+from bench.measures import all_metrics, held, measure_label
 from bench.report import html
 from bench.report.compressai import ImportedCurve, imported_mean_curve
 from bench.report.curves import mean_curves, ok_rows
@@ -169,7 +169,7 @@ def bd_html(table) -> str:
         row = ["text"]
         for metric in table.metrics:
             cell = table.cells.get((codec, metric))
-            higher = all_metrics()[metric].direction != LOWER
+            higher = all_metrics()[metric].higher_is_better
             better = (
                 None
                 if cell is None or math.isnan(cell.value)
@@ -209,8 +209,7 @@ def per_image_section(table, rows: pd.DataFrame) -> str:
                 if i == 0
                 else f"<details><summary>{html.esc(heading)}</summary>{grid}</details>"
             )
-    computed = [name for name in all_metrics() if name in rows.columns and rows[name].notna().any()]
-    columns = ["image", "label", "quality", "bpp", *computed, "enc_s", "dec_s", "error"]
+    columns = ["image", "label", "quality", "bpp", *held(rows), "enc_s", "dec_s", "error"]
     shown = rows.sort_values(["image", "label", "bpp"])[[c for c in columns if c in rows.columns]]
     body = [
         [_fmt(v, 4) if isinstance(v, float) else ("" if v is None else v) for v in row]

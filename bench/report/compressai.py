@@ -25,7 +25,7 @@ import pandas as pd
 from bench import __version__
 from bench.errors import UserError
 from bench.labels import file_stem
-from bench.measures import Metric, all_metrics, measures
+from bench.measures import Metric, all_metrics, held, measures
 
 OLDER_KEYS = {"psnr_rgb": ("psnr",), "ms_ssim": ("ms-ssim",)}  # what older CompressAI files say
 
@@ -36,10 +36,11 @@ def _key(metric: Metric) -> str:
 
 def export_keys(rows: pd.DataFrame) -> dict[str, str]:
     """Column -> CompressAI key: quality, bpp, every metric the rows hold a value of, and the times."""
+    computed = set(held(rows))
     keys = {}
     for name, measure in measures().items():
         if isinstance(measure, Metric):
-            if name in rows.columns and rows[name].notna().any():
+            if name in computed:
                 keys[name] = _key(measure)
         elif measure.compressai_key:
             keys[name] = measure.compressai_key
@@ -131,9 +132,9 @@ def export_compressai(rows: pd.DataFrame, configs: dict[str, dict[str, Any]], ou
     out.mkdir(parents=True, exist_ok=True)
     written = []
     rows = ok_rows(rows)
-    keys = export_keys(rows)
+    keys, registered = export_keys(rows), measures()
     for label, group in rows.groupby("label", sort=True):
-        means = group.groupby("quality").agg({k: "mean" for k in keys if k != "quality"})
+        means = group.groupby("quality").agg({k: registered[k].aggregate for k in keys if k != "quality"})
         means = means.reset_index().sort_values("bpp")
         config = configs.get(label, {})
         entry = config.get("entry", {})
