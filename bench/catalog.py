@@ -81,10 +81,23 @@ def load_catalog(directory: Path | None = None) -> dict[str, CatalogEntry]:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise UserError(f"{path}: cannot read catalog entry: {exc}") from None
         entry = CatalogEntry.from_dict(data, source=str(path))
+        _check_commands(entry, path)
         if entry.name in entries:
             raise UserError(f"{path}: codec name {entry.name!r} is defined twice in the catalog")
         entries[entry.name] = entry
     return entries
+
+
+def _check_commands(entry: CatalogEntry, path: Path) -> None:
+    """A ``subprocess`` entry's command templates, checked when the catalog is read (not task by task)."""
+    if entry.adapter != "subprocess":
+        return
+    from bench.adapters.subprocess_codec import ToolSpec
+
+    try:
+        ToolSpec.from_extra(dict(entry.extra), dict(entry.options))
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"{path}: codec {entry.name!r}: {exc}") from None
 
 
 def parse_value(text: str) -> Any:

@@ -188,7 +188,8 @@ def load_factory(adapter: str) -> CodecFactory:
 def make_codec(
     name: str, adapter: str, options: dict[str, Any], extra: dict[str, Any] | None = None
 ) -> Codec:
-    """Build a codec; a missing adapter or library gives an UnavailableCodec that says why.
+    """Build a codec; a missing adapter or library, or a factory that returns something other than a
+    codec (see ``Codec``), gives an UnavailableCodec that says why.
 
     ``extra``, the entry's adapter-specific keys (``CatalogEntry.extra``), reaches the factory as the
     keyword argument ``extra`` when it is not empty: ``factory(name, options, extra=extra)``.
@@ -197,9 +198,10 @@ def make_codec(
         factory = load_factory(adapter)
     except (LookupError, ImportError) as exc:
         return UnavailableCodec(name, str(exc))
-    if extra:
-        return factory(name, dict(options), extra=dict(extra))
-    return factory(name, dict(options))
+    codec = factory(name, dict(options), extra=dict(extra)) if extra else factory(name, dict(options))
+    if not isinstance(codec, Codec):
+        return UnavailableCodec(name, f"adapter {adapter!r} returned {type(codec).__name__}, not a codec")
+    return codec
 
 
 def codec_for(entry: CatalogEntry) -> Codec:

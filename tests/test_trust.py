@@ -124,3 +124,55 @@ def test_a_run_whose_every_task_failed_exits_1_and_one_with_some_failures_0(run_
     some = invoke("run", "--codecs", "jpeg", "--dataset", photos, "--qualities", "jpeg=50,1000",
                   "--executor", "inline", "--out", tmp_path / "some")  # fmt: skip
     assert some.exit_code == 0 and "1 task(s) failed: see the error column" in some.output
+
+
+def catalog_with(tmp_path: Path, monkeypatch, name: str, body: str) -> None:
+    """A local catalog holding one entry ``name`` with ``body`` after its common keys."""
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    (catalog / f"{name}.toml").write_text(
+        f'name = "{name}"\ndescription = "test"\nreference = "-"\nquality_label = "q"\nqualities = [50]\n'
+        + body
+    )
+    monkeypatch.setenv("BENCH_CATALOG_DIR", str(catalog))
+
+
+def test_a_factory_that_returns_no_codec_makes_the_codec_unavailable(tmp_path, monkeypatch):
+    catalog_with(tmp_path, monkeypatch, "printer", 'adapter = "builtins:print"\n')
+    result = invoke("codecs")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "printer {}",  # what print, called as the factory, wrote
+        "printer: unavailable - test",
+        "    why: adapter 'builtins:print' returned NoneType, not a codec",
+        "    quality: q (a higher value raises the rate); sweep 50",
+        "    options: -; adapter builtins:print",
+    ]
+
+
+@pytest.mark.parametrize(
+    "placeholder, written",
+    [
+        ("{quality:>200000000}", "quality:>200000000"),
+        ("{quality:q}", "quality:q"),
+        ("{quality!r}", "quality!r"),
+    ],
+)
+def test_a_template_with_a_format_spec_is_refused_when_the_catalog_is_read(
+    placeholder, written, tmp_path, monkeypatch
+):
+    catalog_with(
+        tmp_path,
+        monkeypatch,
+        "enc",
+        f'adapter = "subprocess"\nencode = ["cjpeg", "-quality", "{placeholder}", "-outfile", "{{output}}", '
+        '"{input}"]\ndecode = ["djpeg", "-outfile", "{output}", "{input}"]\nformat = "ppm"\n'
+        'version = ["cjpeg", "-version"]\n',
+    )
+    for args in (["codecs"], ["run", "--codecs", "enc", "--out", tmp_path / "run"]):
+        result = invoke(*args)
+        assert result.exit_code != 0
+        catalog = tmp_path / "catalog" / "enc.toml"
+        message = f"codec 'enc': placeholder {{{written}}} in {placeholder!r} is not a plain name"
+        assert result.output.strip().splitlines() == [f"bench: error: {catalog}: {message}"]
+    assert not (tmp_path / "run").exists()

@@ -45,12 +45,14 @@ def _argv(key: str, value: Any) -> tuple[str, ...]:
 
 
 def _fields(template: tuple[str, ...]) -> set[str]:
-    """The placeholder names of an argv template; ValueError for anything but ``{name}``."""
+    """The placeholder names of an argv template; ValueError for anything but ``{name}`` (no format spec
+    such as ``{quality:>200000000}``, no conversion, no attribute or index)."""
     names = set()
     for element in template:
-        for _, name, _, _ in string.Formatter().parse(element):
-            if name is not None and not name.isidentifier():
-                raise ValueError(f"placeholder {{{name}}} in {element!r} is not a plain name")
+        for _, name, spec, conversion in string.Formatter().parse(element):
+            if name is not None and (not name.isidentifier() or spec or conversion):
+                written = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+                raise ValueError(f"placeholder {{{written}}} in {element!r} is not a plain name")
             names.update({name} - {None})
     return names
 
