@@ -14,6 +14,7 @@ from bench.cli_options import parse_qualities
 from bench.cli_report import bd_command, compare_command, export_command, report_command
 from bench.cli_verify import verify_command
 from bench.errors import UserError, UserErrorGroup
+from bench.quoting import one_line
 
 
 @click.group(cls=UserErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -201,7 +202,7 @@ def run_command(
             setattr(request, key, value)
     plan = resolve(request)
     for note in plan.notes:
-        click.echo(f"note: {note}", err=True)
+        click.echo(f"note: {one_line(note)}", err=True)
     click.echo(f"run directory: {plan.run_dir}", err=True)
 
     def progress(total: int):
@@ -224,7 +225,7 @@ def run_command(
         )
         sys.exit(1)
     for note in outcome.notes[len(plan.notes) :]:
-        click.echo(f"note: {note}", err=True)
+        click.echo(f"note: {one_line(note)}", err=True)
     reference = plan.timing.reference
     shown = [name for name in summary_metrics(request.metrics) if name in plan.metrics]
     rows = by_configuration(outcome.rows, {codec.config_hash: codec.entry.options for codec in plan.codecs})

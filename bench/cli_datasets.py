@@ -68,7 +68,7 @@ def verify_command(spec: str, data_dir: Path | None) -> None:
     dataset = ds.open_dataset(spec, ds.default_data_dir(data_dir))
     infos, bad = ds.scan(dataset, progress=True)
     for problem in bad:
-        click.echo(f"{problem.path}: {problem.reason}")
+        click.echo(str(problem))
     if bad:
         raise UserError(f"{dataset.name}: {len(bad)} problem(s) in {dataset.root}")
     what = "verified against its manifest" if dataset.manifest else "readable (no manifest)"

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from bench.errors import UserError
+from bench.quoting import one_line
 
 METHODS = ("pchip", "cubic", "akima")
 
@@ -45,7 +46,7 @@ def load_inputs(runs: tuple[str, ...], imports: tuple[str, ...]):
     loaded = load_runs(list(runs))
     for run in loaded:
         for note in run.notes:
-            click.echo(f"note: {note}", err=True)
+            click.echo(f"note: {one_line(note)}", err=True)
         if ok_rows(run.rows).empty:
             failed = f" ({len(run.rows)} failed task(s))" if len(run.rows) else ""
             raise UserError(f"{run.path}: no finished task to report{failed}")
@@ -217,7 +218,7 @@ def report_command(runs, anchor, out, imports, metrics, method, rates, no_visual
         loaded, rows, imported, request, Path(out) if out else loaded[0].path / "report"
     )
     for note in notes[sum(len(run.notes) for run in loaded) :]:  # the runs' own notes are printed already
-        click.echo(f"note: {note}", err=True)
+        click.echo(f"note: {one_line(note)}", err=True)
     click.echo(path)
 
 
@@ -258,13 +259,13 @@ def compare_command(base, new, metrics, max_bd_loss, max_time_ratio, max_kmac_ra
     runs = [load_run(base), load_run(new)]
     for run in runs:
         for note in run.notes:
-            click.echo(f"note: {note}", err=True)
+            click.echo(f"note: {one_line(note)}", err=True)
     if not set(runs[0].rows["codec"]) & set(runs[1].rows["codec"]):
         raise UserError(f"{base} and {new} share no codec")
     chosen = parse_metrics(metrics, runs[1].rows, default=["psnr_rgb"])
     result = compare(*runs, chosen, max_bd_loss, max_time_ratio, max_kmac_ratio)
     for note in result.notes:
-        click.echo(f"note: {note}", err=True)
+        click.echo(f"note: {one_line(note)}", err=True)
     click.echo(format_comparison(result.table))
     if result.failed:
         click.echo("bench compare: FAIL (see the fails column)", err=True)

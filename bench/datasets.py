@@ -11,11 +11,12 @@ import importlib.util
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.errors import UserError
 from bench.images import IMAGE_SUFFIXES, BadImage, load_image, pixel_sha256
+from bench.quoting import quoted
 from bench.resources import manifests_dir
 
 SOURCE_KINDS = ("files", "archive", "package")
@@ -62,6 +63,9 @@ class ImageInfo:
 class BadFile:
     path: Path
     reason: str  # without the path
+
+    def __str__(self) -> str:
+        return f"{quoted(self.path)}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -224,6 +228,7 @@ def scan(
         else:
             h, w, _ = image.rgb.shape
             infos.append(ImageInfo(path.name, path, digest, h, w, image.notes))
+    infos = _merge_duplicates(infos)
     if m is not None and limit is None:
         if expected is not None:
             present = {p.name for p in files}
@@ -233,11 +238,28 @@ def scan(
     return infos, bad
 
 
+def _merge_duplicates(infos: list[ImageInfo]) -> list[ImageInfo]:
+    """One image per distinct pixels (the store is keyed by them): the first file, with a note naming
+    every file that holds those pixels."""
+    files: dict[str, list[ImageInfo]] = {}
+    for info in infos:
+        files.setdefault(info.sha256, []).append(info)
+    merged = []
+    for same in files.values():
+        first = same[0]
+        if len(same) > 1:
+            names = ", ".join(quoted(info.name) for info in same)
+            note = f"same pixels in {names} (measured once, as the first)"
+            first = replace(first, notes=(*first.notes, note))
+        merged.append(first)
+    return merged
+
+
 def require_valid(dataset: Dataset, progress: bool = False, where: str = "") -> list[ImageInfo]:
     """Scan ``dataset``; raise UserError naming the first problem when any file is bad."""
     infos, bad = scan(dataset, progress=progress)
     if bad:
         first = bad[0]
-        what = first.reason if first.path == dataset.root else f"{first.path.name}: {first.reason}"
+        what = first.reason if first.path == dataset.root else f"{quoted(first.path.name)}: {first.reason}"
         raise UserError(f"{dataset.name}: {len(bad)} problem(s) in {where or dataset.root}; first: {what}")
     return infos

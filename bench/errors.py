@@ -2,6 +2,8 @@
 
 import click
 
+from bench.quoting import one_line
+
 
 class UserError(Exception):
     """A bad input or request from the user: one clear line, no traceback."""
@@ -14,5 +16,6 @@ class UserErrorGroup(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            click.echo(f"bench: error: {exc}", err=True)
+            lines = str(exc).split("\n")  # a message of several lines keeps them, each escaped
+            click.echo("bench: error: " + "\n".join(one_line(line) for line in lines), err=True)
             ctx.exit(2)

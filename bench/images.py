@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bench.quoting import quoted
+
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pbm", ".pnm", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 )
@@ -53,7 +55,7 @@ class BadImage(ValueError):
     """An input file that cannot be used as an 8-bit RGB image; the message names the file."""
 
     def __init__(self, path: Path, reason: str):
-        super().__init__(f"{path}: {reason}")
+        super().__init__(f"{quoted(path)}: {reason}")
         self.path = path
         self.reason = reason
 

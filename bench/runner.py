@@ -21,6 +21,7 @@ from bench.codec import CodecUnavailable, resources_for, trusted_entry
 from bench.errors import UserError
 from bench.executors import EXECUTORS, default_jobs, make_executor
 from bench.provenance import provenance
+from bench.quoting import quoted
 from bench.request import RunRequest
 from bench.rescore import Rescorer
 from bench.rundir import (
@@ -180,16 +181,16 @@ def resolve(request: RunRequest) -> RunPlan:
     dataset = datasets.open_dataset(request.dataset, data_dir)
     images, bad = datasets.scan(dataset, request.images)
     if bad and not request.skip_bad:
-        lines = [f"{b.path}: {b.reason}" for b in bad]
+        lines = [str(b) for b in bad]
         raise UserError(
             f"{len(bad)} unusable image(s) in {dataset.name} (use --skip-bad to skip them):\n"
             + "\n".join(lines)
         )
-    notes.extend(f"skipped: {b.path}: {b.reason}" for b in bad)
+    notes.extend(f"skipped: {b}" for b in bad)
     by_note: dict[str, list[str]] = {}
     for image in images:
         for note in image.notes:
-            by_note.setdefault(note, []).append(image.name)
+            by_note.setdefault(note, []).append(quoted(image.name))
     notes.extend(f"{note}: {', '.join(names)}" for note, names in by_note.items())
     if not images:
         raise UserError(f"no usable image in {dataset.name}")
