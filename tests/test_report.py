@@ -384,3 +384,13 @@ def test_report_in_headless_chromium(run_dir, chromium):
     )
     assert [row[0] for row in complexity] == CODECS
     assert all(row[1:3] == ["-", "-"] for row in complexity)  # no kMAC count for traditional codecs
+
+
+def test_a_dollar_in_a_run_name_is_drawn_as_written_not_parsed_as_mathtext(run_dir, tmp_path):
+    dollars = tmp_path / "x$^$y"  # mathtext would fail on "$^$" (issue 15)
+    shutil.copytree(run_dir, dollars)
+    out = tmp_path / "report"
+    result = invoke("report", run_dir, dollars, "--out", out, "--no-visual", "--metrics", "psnr_rgb")
+    assert result.exit_code == 0, result.output
+    assert "<td>jpeg@x$^$y</td>" in (out / "index.html").read_text()
+    assert (out / "figures" / "rd_psnr_rgb.png").stat().st_size > 0

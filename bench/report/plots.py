@@ -51,14 +51,19 @@ def _draw(axes, curves: pd.DataFrame, metric: str, style: dict[str, dict[str, ob
             linestyle="--" if imported else "-",
             markersize=5,
             linewidth=1.5,
-            label=f"{label} (imported)" if imported else label,
+            label=_literal(f"{label} (imported)" if imported else label),
             **style[label],
         )
     axes.set_xlabel("bits per pixel")
     axes.set_ylabel(measure_label(metric))
-    axes.set_title(title)
+    axes.set_title(_literal(title))
     axes.grid(True, alpha=0.3)
     axes.legend(loc="lower right", fontsize=9)
+
+
+def _literal(text: str) -> str:
+    """``text`` drawn as written: a ``$`` from a codec, dataset or run name starts no mathtext."""
+    return text.replace("$", r"\$")
 
 
 def save_figure(figure, base: Path) -> dict[str, Path]:
