@@ -237,7 +237,7 @@ def report_command(runs, anchor, out, imports, metrics, method, rates, no_visual
     "--max-time-ratio",
     type=float,
     metavar="R",
-    help="Fail when a codec's relative encode or decode time grows over R x.",
+    help="Fail when a codec's relative encode or decode time grows over R x (only between runs measured on the same CPU model; otherwise a note says time was not gated).",
 )
 @click.option(
     "--max-kmac-ratio",

@@ -6,7 +6,10 @@ versions, which may differ between the runs); each is labelled as bench.labels l
 
 Times are compared as ratios to each run's reference codec (run.json's config.timing.reference, else
 jp2 when both runs hold it), so that a slower or faster machine cancels out; without a reference in
-both runs the raw median times are compared, and a note says so.
+both runs the raw median times are compared, and a note says so. Codecs do not slow down alike on
+another CPU model, so ``--max-time-ratio`` gates only runs measured on the same CPU model (provenance
+machine.cpu and machine.cpu_id); otherwise a note says time was not gated. BD-rate and kMAC are gated
+always.
 """
 
 from __future__ import annotations
@@ -25,13 +28,15 @@ from bench.report.curves import mean_curves, ok_rows
 from bench.runs import Run
 from bench.timing import DEFAULT_REFERENCE
 
+CPU_KEYS = (("machine", "cpu"), ("machine", "cpu_id"))
 PROVENANCE_KEYS = (
-    ("machine", "cpu"),
+    *CPU_KEYS,
     ("machine", "cores"),
     ("machine", "os"),
     ("python",),
     ("packages",),
     ("gpu",),
+    ("code", "commit"),
 )
 
 
@@ -112,6 +117,15 @@ def provenance_notes(base: Run, new: Run, pairs: dict[str, tuple[str, str, str]]
     return notes
 
 
+def same_cpu(base: Run, new: Run) -> bool:
+    """Whether both runs recorded the same CPU model (name and, where recorded, vendor/family/model)."""
+    found = [
+        [_lookup(run.manifest.provenance if run.manifest else {}, key) for key in CPU_KEYS]
+        for run in (base, new)
+    ]
+    return found[0][0] is not None and found[0] == found[1]
+
+
 def kmac_ratio(base: Run, new: Run, pair: tuple[str, str, str]) -> float:
     """NEW's kMAC per pixel over BASE's, the larger of encoder and decoder; NaN where not counted."""
     codec, old, now = pair
@@ -160,6 +174,12 @@ def compare(
         notes.append(f"reference codec {reference} is not in both runs: raw median times compared")
         reference = None
     notes += [f"{label} is in only one run: not compared" for label in alone]
+    if max_time_ratio is not None and not same_cpu(base, new):
+        notes.append(
+            "time ratios not gated: the runs were measured on different CPU models (or one did not record "
+            "its own); gate time against a baseline made on this CPU model (make baseline)"
+        )
+        max_time_ratio = None
     records = []
     for label, pair in sorted(pairs.items()):
         _, old, now = pair

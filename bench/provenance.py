@@ -25,15 +25,53 @@ PACKAGES = (
 )
 
 
-def cpu_model() -> str:
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo ({} where there is none)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return fields
+
+
+def cpu_model() -> str:
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+def cpu_id() -> str | None:
+    """Vendor, family, model and stepping (a virtual machine's model name may hide them), or None."""
+    info = _cpuinfo()
+    keys = ("vendor_id", "cpu family", "model", "stepping")
+    if not all(key in info for key in keys):
+        return None
+    return "{} family {} model {} stepping {}".format(*(info[key] for key in keys))
+
+
+def code_version() -> dict[str, Any]:
+    """The git commit of the code that ran, and whether its tracked files differed from it; a commit of
+    None where the code is not a git checkout (an installed wheel: its version is in ``packages``)."""
+    source = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(source), *args], capture_output=True, text=True, timeout=20, check=False
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD") if (source / ".git").exists() else None
+    if commit is None:
+        return {"commit": None, "dirty": None}
+    changes = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": None if changes is None else bool(changes)}
 
 
 def package_versions() -> dict[str, str]:
@@ -118,6 +156,7 @@ def provenance() -> dict[str, Any]:
         "time_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "cpu": cpu_model(),
+            "cpu_id": cpu_id(),
             "cores": os.cpu_count(),
             "arch": platform.machine(),
             "os": platform.platform(),
@@ -126,4 +165,5 @@ def provenance() -> dict[str, Any]:
         "gpu": gpus(),
         "python": platform.python_version(),
         "packages": package_versions(),
+        "code": code_version(),
     }

@@ -98,3 +98,17 @@ def test_a_heavier_learned_codec_fails_the_kmac_gate(tmp_path):
     line = next(line for line in result.output.splitlines() if line.strip().startswith("lic"))
     assert f"{expected:.2f}" in line.split() and expected > 1.1
     assert compare(made["hyperprior"], made["factorized"], "--max-kmac-ratio", "1.1").exit_code == 0
+
+
+def test_time_is_gated_only_between_runs_on_the_same_cpu_model(runs, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(runs[6], other)
+    document = json.loads((other / "run.json").read_text())
+    document["provenance"]["machine"]["cpu_id"] = "GenuineIntel family 6 model 85 stepping 7"
+    (other / "run.json").write_text(json.dumps(document))
+    result = compare(runs[0], other, "--max-time-ratio", "1.5", "--max-kmac-ratio", "1.1")
+    assert "note: time ratios not gated: the runs were measured on different CPU models" in result.output
+    assert result.exit_code == 0 and "enc_ratio > 1.5" not in result.output  # failed on the same CPU
+    assert "enc_ratio" in result.output  # still shown
+    result = compare(other, runs[0], "--max-time-ratio", "1.5", "--max-bd-loss", "1")
+    assert result.exit_code == 1 and "bd_rate_psnr_rgb > 1 %" in result.output  # BD gated always
