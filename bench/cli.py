@@ -120,6 +120,12 @@ def cli(verbose: bool) -> None:
     help="Leave out requested codecs that are unavailable instead of refusing.",
 )
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or unsupported images instead of refusing.")
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Refuse an image of more than N pixels, from its header, before decoding it [100000000].",
+)
 @click.option("--repeat", type=int, metavar="K", help="Timed encodes and decodes per task, median kept [1].")
 @click.option(
     "--timing",
@@ -152,6 +158,7 @@ def run_command(
     config_path,
     skip_unavailable,
     skip_bad,
+    max_pixels,
     repeat,
     timing,
     time_reference,
@@ -193,6 +200,7 @@ def run_command(
         "out": out,
         "skip_unavailable": skip_unavailable or None,
         "skip_bad": skip_bad or None,
+        "max_pixels": max_pixels,
         "repeat": repeat,
         "timing": timing,
         "time_reference": time_reference,

@@ -60,8 +60,24 @@ def _table(results: list[dict], variants: list[str]) -> list[str]:
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False), help="Write every decode's result here."
 )
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Refuse an image, or a bitstream said to decode to one, of more than N pixels [100000000].",
+)
 def verify_command(
-    codecs, dataset, data_dir, images, qualities, device, write_bitstreams, bitstreams, variants, json_path
+    codecs,
+    dataset,
+    data_dir,
+    images,
+    qualities,
+    device,
+    write_bitstreams,
+    bitstreams,
+    variants,
+    json_path,
+    max_pixels,
 ) -> None:
     """Encode once, then decode every bitstream in fresh processes under other numerics.
 
@@ -73,9 +89,11 @@ def verify_command(
 
     from bench import verify
     from bench.cli_options import parse_qualities
+    from bench.images import DEFAULT_MAX_PIXELS
     from bench.labels import Configuration, configuration_labels
     from bench.runner import RunRequest, resolve
 
+    max_pixels = max_pixels or DEFAULT_MAX_PIXELS
     chosen = verify.default_variants()
     if variants:
         names = [v.strip() for v in variants.split(",") if v.strip()]
@@ -107,6 +125,7 @@ def verify_command(
             qualities=parse_qualities(qualities),
             device=device,
             executor="inline",
+            max_pixels=max_pixels,
         )
         plan = resolve(request)
         if len({c.config_hash for c in plan.codecs}) < len(plan.codecs):
@@ -131,7 +150,7 @@ def verify_command(
     results = []
     for variant in chosen:
         click.echo(f"decoding: {variant.name} ({variant.description})", err=True)
-        results.extend(verify.decode_variant(directory, variant))
+        results.extend(verify.decode_variant(directory, variant, max_pixels))
     if scratch is not None:
         scratch.cleanup()
     for line in _table(results, [v.name for v in chosen]):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.errors import UserError
-from bench.images import IMAGE_SUFFIXES, BadImage, load_image, pixel_sha256
+from bench.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, BadImage, load_image, pixel_sha256
 from bench.quoting import quoted
 from bench.resources import manifests_dir
 
@@ -202,9 +202,14 @@ def open_dataset(spec: str, data_dir: Path) -> Dataset:
 
 
 def scan(
-    dataset: Dataset, limit: int | None = None, *, progress: bool = False
+    dataset: Dataset,
+    limit: int | None = None,
+    *,
+    progress: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[list[ImageInfo], list[BadFile]]:
-    """Load every file (the first ``limit`` when given) and check it against the manifest, if any."""
+    """Load every file (the first ``limit`` when given; none over ``max_pixels``) and check it against the
+    manifest, if any."""
     from tqdm import tqdm
 
     files = dataset.files if limit is None else dataset.files[:limit]
@@ -214,7 +219,7 @@ def scan(
     bad: list[BadFile] = []
     for path in tqdm(files, desc=f"checking {dataset.name}", unit="image", disable=not progress, leave=False):
         try:
-            image = load_image(path)
+            image = load_image(path, max_pixels=max_pixels)
         except BadImage as e:
             bad.append(BadFile(path, e.reason))
             continue

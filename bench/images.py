@@ -24,6 +24,8 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pbm", ".pnm", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 )
 
+DEFAULT_MAX_PIXELS = 100_000_000  # --max-pixels: the largest image (or bitstream) read, in pixels
+
 # What Pillow's decoders raise on corrupt or hostile input.
 _PILLOW_ERRORS = (
     OSError,
@@ -92,25 +94,34 @@ def _high_bit_depth(im: Image.Image) -> bool:
     return False
 
 
-def _open(path: Path, data: bytes | None) -> Image.Image:
+def _open(path: Path, data: bytes | None, max_pixels: int) -> Image.Image:
     """Open, check and fully decode the first frame (of ``data`` when given, else of the file at
-    ``path``); raises BadImage."""
+    ``path``), refusing before decoding one of more than ``max_pixels``; raises BadImage."""
 
     def source():
         return path if data is None else io.BytesIO(data)
 
+    limit = Image.MAX_IMAGE_PIXELS
     with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
+            Image.MAX_IMAGE_PIXELS = None  # the size is checked below, against max_pixels
             with Image.open(source()) as probe:
+                width, height = probe.size
+                if width * height > max_pixels:
+                    raise BadImage(
+                        path, f"{width}x{height} is {width * height} pixels, over --max-pixels {max_pixels}"
+                    )
                 probe.verify()  # PNG: chunk CRCs and a complete file up to IEND
             im = Image.open(source())
+        except BadImage:
+            raise
         except Image.UnidentifiedImageError:
             raise BadImage(path, "not an image file that Pillow can read") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise BadImage(path, f"too large ({e})") from None
         except _PILLOW_ERRORS as e:
             raise BadImage(path, f"unreadable ({type(e).__name__}: {e})") from None
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
         if _high_bit_depth(im):
             raise BadImage(path, f"more than 8 bits per sample (mode {im.mode}); convert it to 8-bit RGB")
         if im.mode not in _CONVERSIONS:
@@ -122,8 +133,9 @@ def _open(path: Path, data: bytes | None) -> Image.Image:
     return im
 
 
-def load_image(path: Path, data: bytes | None = None) -> LoadedImage:
-    """Load ``path`` as H x W x 3 uint8 RGB, with notes on what was converted or ignored.
+def load_image(path: Path, data: bytes | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Load ``path`` as H x W x 3 uint8 RGB, with notes on what was converted or ignored; an image of
+    more than ``max_pixels`` is refused from its header, before it is decoded.
 
     With ``data`` (the file's bytes, e.g. sent by a client to a cluster worker) the file is not read;
     ``path`` only names the image in errors.
@@ -133,7 +145,7 @@ def load_image(path: Path, data: bytes | None = None) -> LoadedImage:
         raise BadImage(path, "no such file")
     if (len(data) if data is not None else path.stat().st_size) == 0:
         raise BadImage(path, "empty file")
-    im = _open(path, data)
+    im = _open(path, data, max_pixels)
     with im:
         notes = list(_CONVERSIONS[im.mode])
         if im.mode == "P" and "transparency" in im.info:

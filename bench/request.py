@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bench.catalog import CatalogEntry
+from bench.images import DEFAULT_MAX_PIXELS
 
 
 @dataclass
@@ -30,6 +31,7 @@ class RunRequest:
     out: str | None = None
     skip_unavailable: bool = False
     skip_bad: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS  # the largest image read, in pixels (decoded bitstreams: the same)
     repeat: int | None = None  # timed calls per task, median kept [1; 3 with timing]
     timing: bool = False  # the timing preset: a warm-up per task, repeat >= 3, one job
     time_reference: str | None = None  # codec for relative times [jp2 when in the run]

@@ -179,7 +179,7 @@ def resolve(request: RunRequest) -> RunPlan:
     notes.extend(timing_notes)
     data_dir = datasets.default_data_dir(request.data_dir)
     dataset = datasets.open_dataset(request.dataset, data_dir)
-    images, bad = datasets.scan(dataset, request.images)
+    images, bad = datasets.scan(dataset, request.images, max_pixels=request.max_pixels)
     if bad and not request.skip_bad:
         lines = [str(b) for b in bad]
         raise UserError(

@@ -28,7 +28,7 @@ from typing import Any
 
 from bench.catalog import CatalogEntry
 from bench.codec import Codec, open_codec, trusted_entry
-from bench.images import load_image, pixel_sha256
+from bench.images import DEFAULT_MAX_PIXELS, load_image, pixel_sha256
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -187,8 +187,22 @@ def read_bitstream(directory: Path, name: str) -> bytes:
     return path.read_bytes()
 
 
+def expected_shape(item: dict[str, Any], max_pixels: int) -> tuple[int, int]:
+    """The (height, width) a manifest item says its bitstream decodes to, checked against ``max_pixels``
+    before any decoder allocates for it; ValueError otherwise."""
+    height, width = item.get("height"), item.get("width")
+    if not all(type(side) is int and side > 0 for side in (height, width)):
+        raise ValueError(f"image size {width!r}x{height!r} is not two positive whole numbers")
+    if height * width > max_pixels:
+        raise ValueError(f"{width}x{height} is {height * width} pixels, over --max-pixels {max_pixels}")
+    return height, width
+
+
 def decode_items(
-    items: list[dict[str, Any]], directory: Path, make_codec: Callable[[dict[str, Any]], Codec]
+    items: list[dict[str, Any]],
+    directory: Path,
+    make_codec: Callable[[dict[str, Any]], Codec],
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> list[dict[str, Any]]:
     """Decode each item's bitstream with ``make_codec(item)`` and compare with its reference hash."""
     from bench.lic.bitstream import NumericsMismatch
@@ -200,8 +214,9 @@ def decode_items(
             result |= {"status": "error", "reason": f"at encoding: {item['error']}"}
         else:
             try:
+                shape = expected_shape(item, max_pixels)
                 data = read_bitstream(directory, item["file"])
-                decoded = make_codec(item).decode(data, (item["height"], item["width"]))
+                decoded = make_codec(item).decode(data, shape)
                 same = pixel_sha256(decoded) == item["sha256"]
                 result |= {
                     "status": "match" if same else "mismatch",
@@ -215,12 +230,14 @@ def decode_items(
     return results
 
 
-def decode_variant(directory: Path, variant: Variant) -> list[dict[str, Any]]:
+def decode_variant(
+    directory: Path, variant: Variant, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> list[dict[str, Any]]:
     """Decode the folder's bitstreams in a fresh process set up as ``variant``; one result per item."""
     items = read_manifest(directory)["items"]
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "results.json"
-        request = {"directory": str(directory), "variant": asdict(variant)}
+        request = {"directory": str(directory), "variant": asdict(variant), "max_pixels": max_pixels}
         command = [sys.executable, "-m", "bench.verify", json.dumps(request), str(out)]
         env = os.environ | variant.env
         try:
@@ -264,7 +281,7 @@ def _worker(request: dict[str, Any], out: Path) -> None:
     def make_codec(item: dict[str, Any]) -> Codec:
         return open_codec(trusted_entry(_entry_for(item, variant), f"{directory / MANIFEST}"))
 
-    out.write_text(json.dumps(decode_items(items, directory, make_codec)))
+    out.write_text(json.dumps(decode_items(items, directory, make_codec, request["max_pixels"])))
 
 
 def summarise(results: list[dict[str, Any]]) -> dict[str, int]:

@@ -67,7 +67,7 @@ def _image(task: Task, image_file: bytes | None) -> np.ndarray:
     (a worker whose file at that path holds another image must not be scored against it)."""
     image = _images.get(task.path)
     if image is None:
-        image = load_image(Path(task.path), image_file).rgb
+        image = load_image(Path(task.path), image_file, max_pixels=task.height * task.width).rgb
         if pixel_sha256(image) != task.image_sha256:
             raise ValueError(f"{task.path}: not the image the run was planned with (its pixel hash differs)")
         if len(_images) >= IMAGE_CACHE_SIZE:

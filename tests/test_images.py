@@ -164,11 +164,29 @@ def test_multi_frame_gives_first_frame_with_note(tmp_path):
     assert np.array_equal(loaded.rgb, RGB) and "first of 2 frames used" in loaded.notes
 
 
-def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
-    path = save(tmp_path, "big.png", Image.fromarray(RGB))
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    with pytest.raises(BadImage, match="too large"):
-        load_image(path)
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` RGB pixels, with one tiny IDAT chunk."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 1000)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_an_image_over_max_pixels_is_refused_from_its_header_before_decoding(tmp_path):
+    pillows_limit = Image.MAX_IMAGE_PIXELS
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_claiming(100_000, 100_000))  # 30 GB of pixels in a 1 kB file
+    with pytest.raises(BadImage, match=r"100000x100000 is 10000000000 pixels, over --max-pixels 100000000"):
+        load_image(bomb)
+    path = save(tmp_path, "small.png", Image.fromarray(RGB))
+    height, width, _ = RGB.shape
+    assert load_image(path, max_pixels=height * width).rgb.shape == RGB.shape
+    with pytest.raises(BadImage, match=f"over --max-pixels {height * width - 1}"):
+        load_image(path, max_pixels=height * width - 1)
+    assert Image.MAX_IMAGE_PIXELS == pillows_limit  # Pillow's own setting restored
 
 
 def test_bad_image_pickles():

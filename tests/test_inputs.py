@@ -57,3 +57,33 @@ def test_file_names_are_quoted_so_they_cannot_forge_a_line_or_reach_the_terminal
     result = invoke("run", "--codecs", "jpeg", "--dataset", photos, "--out", tmp_path / "other")
     assert result.exit_code == 2
     assert "\x1b" not in result.output and f"\n{str(garbage)!r}: unreadable" in result.output
+
+
+def test_max_pixels_bounds_the_images_of_a_run_and_the_bitstreams_verify_decodes(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(data.astronaut()[:64, :96]).save(photos / "small.png")
+    Image.fromarray(data.astronaut()[:128, :96]).save(photos / "large.png")
+    result = invoke(
+        "run", "--codecs", "jpeg", "--dataset", photos, "--max-pixels", 6144, "--out", tmp_path / "r"
+    )
+    assert result.exit_code == 2
+    assert f"{photos / 'large.png'}: 96x128 is 12288 pixels, over --max-pixels 6144" in result.output
+    result = invoke("run", "--codecs", "jpeg", "--dataset", photos, "--max-pixels", 6144, "--skip-bad",
+                    "--qualities", "jpeg=50", "--executor", "inline", "--out", tmp_path / "r")  # fmt: skip
+    assert result.exit_code == 0 and "1 task(s) run" in result.output
+
+    folder = tmp_path / "bitstreams"
+    written = invoke("verify", "--codecs", "jpeg", "--dataset", photos, "--qualities", "jpeg=50",
+                     "--write-bitstreams", folder, "--variants", "1-thread")  # fmt: skip
+    assert written.exit_code == 0, written.output
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["items"][0] |= {"width": 100_000, "height": 100_000}
+    manifest["items"][1] |= {"width": "96", "height": 64}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    result = invoke("verify", "--bitstreams", folder, "--variants", "1-thread", "--max-pixels", 10**9)
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 2
+    assert "100000x100000 is 10000000000 pixels, over --max-pixels 1000000000" in errors[0]
+    assert "image size '96'x64 is not two positive whole numbers" in errors[1]
