@@ -6,11 +6,13 @@ import os
 import platform
 import re
 import shutil
-import subprocess
+import tempfile
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+from bench.adapters.tool import ToolError, tool_output
 
 NVIDIA_PROC = Path("/proc/driver/nvidia/version")
 PACKAGES = (
@@ -59,16 +61,13 @@ def _nvidia_driver() -> str | None:
     except OSError:
         found = None
     if found is None and shutil.which("nvidia-smi"):
-        try:
-            out = subprocess.run(
-                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                check=False,
-                capture_output=True,
-                text=True,
-                timeout=20,
-            ).stdout.split()
-        except (OSError, subprocess.SubprocessError):
-            return None
+        with tempfile.TemporaryDirectory() as folder:  # its output capped, as any tool's
+            try:
+                out = tool_output(
+                    ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], Path(folder), 20
+                ).split()
+            except ToolError:
+                return None
         found = out[0] if out else None
     return found
 
