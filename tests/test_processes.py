@@ -70,11 +70,16 @@ def stored_keys(out: Path) -> list[tuple]:
             return []
 
 
-@pytest.fixture
-def token(monkeypatch) -> str:
+def mark_processes(monkeypatch) -> str:
+    """A new mark, in this process's environment so that every process started from here inherits it."""
     value = uuid.uuid4().hex
     monkeypatch.setenv(MARK, value)
     return value
+
+
+@pytest.fixture
+def token(monkeypatch) -> str:
+    return mark_processes(monkeypatch)
 
 
 @pytest.mark.parametrize(
@@ -96,8 +101,8 @@ def test_a_tools_setsid_children_end_with_the_call(script, timeout, outcome, tok
 
 
 PROBE = """
-import resource, sys, tempfile
-from pathlib import Path
+import resource, sys
+from bench.adapters.subprocess_codec import SubprocessCodec
 codec = SubprocessCodec("loud", {}, {"encode": ["true"], "decode": ["true"], "format": {"image": "ppm"},
                                      "version": sys.argv[1:]})
 print(codec.available() or codec.versions())
