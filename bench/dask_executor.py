@@ -14,6 +14,7 @@ behind, and a shipped image travels inside its tasks only while they run.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -28,6 +29,7 @@ from bench.catalog import CatalogEntry
 from bench.codec import check_codec, resources_for
 from bench.errors import UserError
 from bench.executors import probe_here
+from bench.lifeline import lifeline
 from bench.worker import Task, failed_row, run_task
 
 if TYPE_CHECKING:
@@ -265,7 +267,9 @@ class DaskExecutor:
         if not tasks:
             return
         scheduler, ship_images = self.scheduler, self.ship_images
-        with dask.config.set(DASK_SETTINGS):  # for the run: restarted workers are spawned with it too
+        # a LocalCluster's workers (restarted ones too) end with the run; a running cluster's are not ours
+        ours = contextlib.nullcontext() if scheduler else lifeline(self.notes)
+        with ours, dask.config.set(DASK_SETTINGS):  # for the run: restarted workers are spawned with it too
             client, cluster = _client(jobs, scheduler, any(task.resources for task in tasks))
             try:
                 if not ship_images:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bench.catalog import CatalogEntry
 from bench.codec import check_codec
+from bench.lifeline import die_with_parent, lifeline
 from bench.worker import Task, run_task
 
 if TYPE_CHECKING:
@@ -66,13 +67,16 @@ class InlineExecutor:
         return probe_here(entries)
 
     def run(self, tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
-        for task in tasks:
-            yield run_task(task)
+        with lifeline(self.notes):
+            for task in tasks:
+                yield run_task(task)
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
     """One math thread per worker for the metrics, so jobs do not fight over cores; Ctrl-C is the
-    parent's to handle (it stops submitting, lets in-flight tasks end and keeps what is stored)."""
+    parent's to handle (it stops submitting, lets in-flight tasks end and keeps what is stored); the
+    worker dies with its parent (bench.lifeline)."""
+    die_with_parent(parent)
     import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -80,7 +84,7 @@ def _init_worker() -> None:
 
 
 class LocalExecutor:
-    """A pool of spawned worker processes on this machine."""
+    """A pool of spawned worker processes on this machine, ended with the run (bench.lifeline)."""
 
     def __init__(self, request: RunRequest):
         self.notes: list[str] = []
@@ -95,7 +99,12 @@ class LocalExecutor:
         """
         context = multiprocessing.get_context("spawn")
         pending = iter(tasks)
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker) as pool:
+        with (
+            lifeline(self.notes),
+            ProcessPoolExecutor(
+                max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
+            ) as pool,
+        ):
             in_flight: set[Future] = set()
             try:
                 while True:

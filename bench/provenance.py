@@ -6,11 +6,13 @@ import os
 import platform
 import re
 import shutil
-import subprocess
+import tempfile
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+from bench.adapters.tool import OUTPUT_LIMIT_BYTES, ToolError, run_tool, tool_output
 
 NVIDIA_PROC = Path("/proc/driver/nvidia/version")
 PACKAGES = (
@@ -59,13 +61,14 @@ def code_version() -> dict[str, Any]:
     source = Path(__file__).resolve().parent.parent
 
     def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", "-C", str(source), *args], capture_output=True, text=True, timeout=20, check=False
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
+        with tempfile.TemporaryDirectory() as folder:  # its output capped, as any tool's
+            try:
+                run_tool(
+                    ["git", "-C", str(source), *args], Path(folder), 20, max_file_bytes=OUTPUT_LIMIT_BYTES
+                )
+            except ToolError:
+                return None
+            return (Path(folder) / "stdout.txt").read_text().strip()
 
     commit = git("rev-parse", "HEAD") if (source / ".git").exists() else None
     if commit is None:
@@ -97,16 +100,13 @@ def _nvidia_driver() -> str | None:
     except OSError:
         found = None
     if found is None and shutil.which("nvidia-smi"):
-        try:
-            out = subprocess.run(
-                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                check=False,
-                capture_output=True,
-                text=True,
-                timeout=20,
-            ).stdout.split()
-        except (OSError, subprocess.SubprocessError):
-            return None
+        with tempfile.TemporaryDirectory() as folder:  # its output capped, as any tool's
+            try:
+                out = tool_output(
+                    ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], Path(folder), 20
+                ).split()
+            except ToolError:
+                return None
         found = out[0] if out else None
     return found
 

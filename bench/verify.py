@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
@@ -26,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.adapters.tool import ToolError, output_tail, run_tool
 from bench.catalog import CatalogEntry
 from bench.codec import Codec, open_codec, trusted_entry
 from bench.images import DEFAULT_MAX_PIXELS, load_image, pixel_sha256
@@ -237,18 +237,23 @@ def decode_variant(
     items = read_manifest(directory)["items"]
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "results.json"
-        request = {"directory": str(directory), "variant": asdict(variant), "max_pixels": max_pixels}
+        request = {
+            "directory": str(directory.resolve()),
+            "variant": asdict(variant),
+            "max_pixels": max_pixels,
+        }
         command = [sys.executable, "-m", "bench.verify", json.dumps(request), str(out)]
-        env = os.environ | variant.env
-        try:
-            done = subprocess.run(
-                command, env=env, capture_output=True, text=True, timeout=VARIANT_TIMEOUT_S, check=False
-            )
-            failure = (
-                None if done.returncode == 0 else (done.stderr.strip().splitlines() or ["no output"])[-1]
-            )
-        except subprocess.TimeoutExpired:
-            failure = f"the decoding process ran past {VARIANT_TIMEOUT_S} s"
+        root = str(Path(__file__).resolve().parent.parent)  # it runs in the scratch folder: bench from here
+        env = (
+            os.environ
+            | variant.env
+            | {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        )
+        try:  # a tool's treatment: output capped, its processes ended with it
+            status = run_tool(command, Path(scratch), VARIANT_TIMEOUT_S, check=False, env=env)
+            failure = None if status == 0 else output_tail(Path(scratch)) or "no output"
+        except ToolError as exc:
+            failure = str(exc)
         if failure is None:
             results = json.loads(out.read_text())
         else:
