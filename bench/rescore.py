@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from errno import ENOENT
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +19,17 @@ import numpy as np
 from bench import measures
 from bench.codec import Codec, CodecUnavailable, open_codec, trusted_entry
 from bench.errors import UserError
+from bench.files import FilesystemError
 from bench.images import BadImage, load_image, pixel_sha256
 from bench.rundir import (
     BITSTREAMS,
-    CSV,
     DATABASE,
     CodecRecord,
     Manifest,
-    bitstream_path,
+    read_bitstream,
     read_manifest,
     run_dir_lock,
+    write_csv,
     write_manifest,
 )
 from bench.store import Store, row_key
@@ -67,12 +69,11 @@ class Rescorer:
             raise LookupError("its codec configuration is not in run.json")
         return open_codec(record.entry, record.versions)
 
-    def columns(self, row: dict[str, Any], path: Path, names: Iterable[str]) -> dict[str, Any] | None:
-        """The metric columns of ``row`` recomputed from the bitstream at ``path``, or None (a problem)."""
+    def columns(self, row: dict[str, Any], folder: Path, names: Iterable[str]) -> dict[str, Any] | None:
+        """The metric columns of ``row`` recomputed from its bitstream kept in ``folder``, or None (a
+        problem)."""
         try:
-            data = path.read_bytes()
-            if len(data) != row["bytes"]:
-                raise LookupError(f"the kept bitstream has {len(data)} bytes, the row {row['bytes']}")
+            data = read_bitstream(folder, row_key(row), int(row["bytes"]), row.get("bitstream_sha256"))
             image = self._pixels(row["image_sha256"])
             decoded = self._codec(row["config_hash"]).decode(data, image.shape[:2])
             if decoded.shape != image.shape or decoded.dtype != np.uint8:
@@ -80,8 +81,8 @@ class Rescorer:
                     f"decoder returned {decoded.dtype} {decoded.shape}, expected uint8 {image.shape}"
                 )
             return measures.merged(row, measures.compute(names, image, decoded))
-        except FileNotFoundError:
-            self.problems.append(f"{where(row)}: no kept bitstream")
+        except FilesystemError as exc:
+            self.problems.append(f"{where(row)}: {'no kept bitstream' if exc.errno == ENOENT else exc}")
         except (OSError, LookupError, BadImage, CodecUnavailable) as exc:
             self.problems.append(f"{where(row)}: {exc}")
         except Exception as exc:  # noqa: BLE001 - a codec or metric failure is a problem line; the rest go on
@@ -128,12 +129,11 @@ def rescore(run_dir: Path, spec: str | None = None) -> Rescored:
     with run_dir_lock(run_dir), Store(run_dir / DATABASE) as store:
         frame = store.frame()
         for row in frame[frame["error"].isna()].to_dict("records"):
-            key = row_key(row)
-            columns = rescorer.columns(row, bitstream_path(folder, key), names)
+            columns = rescorer.columns(row, folder, names)
             if columns is not None:
-                store.update(key, columns)
+                store.update(row_key(row), columns)
                 done.rows += 1
-        store.frame().to_csv(run_dir / CSV, index=False)
+        write_csv(run_dir, store.frame())
         manifest.metrics = measures.with_sources([*manifest.metrics, *names])
         write_manifest(run_dir, manifest)
     return done
