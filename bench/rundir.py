@@ -41,15 +41,16 @@ def bitstream_path(folder: Path, key: TaskKey) -> Path:
     return Path(folder) / config_hash / f"{image_sha256}-q{quality:g}.bin"
 
 
-def keep_bitstream(folder: Path, key: TaskKey, data: bytes) -> None:
-    """Write a task's bytes where bitstream_path says, atomically."""
+def keep_bitstream(folder: Path, key: TaskKey, data: bytes) -> str:
+    """Write a task's bytes where bitstream_path says, atomically; return their sha256 (hex)."""
     path = bitstream_path(folder, key)
     files.write(folder.parent, path.relative_to(folder.parent), data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def read_bitstream(folder: Path, key: TaskKey, size: int, sha256: str | None) -> bytes:
-    """A kept bitstream, refused (LookupError) unless it has ``size`` bytes and, when given, this sha256.
-    A missing one raises FilesystemError with errno ENOENT."""
+    """A kept bitstream, refused (LookupError) unless it has ``size`` bytes and, when the row recorded
+    one (schema 7 on), this sha256. A missing one raises FilesystemError with errno ENOENT."""
     path = bitstream_path(folder, key)
     try:
         data = files.read(folder.parent, path.relative_to(folder.parent), size)

@@ -397,7 +397,9 @@ def _pending(
                     )
                 except (FilesystemError, LookupError):
                     continue
-                keep_bitstream(kept, key, data)
+                row["bitstream_sha256"] = keep_bitstream(kept, key, data)
+            else:
+                row["bitstream_sha256"] = None  # this run keeps no bitstream
             store.add(row | {"dataset": task.dataset, "image": task.image})  # names as in this run
             del fresh[key]
             pending.cached += 1
@@ -432,7 +434,7 @@ def _execute_locked(plan: RunPlan, progress: Callable[[int], Any] | None) -> Run
                 key = row_key(row)
                 data = row.pop("bitstream", None)
                 if data is not None:  # before its row: a stored row always has its bitstream
-                    keep_bitstream(kept, key, data)
+                    row["bitstream_sha256"] = keep_bitstream(kept, key, data)
                 store.add(row, replace=key in pending.rerun)
                 if cache is not None and not row.get("error"):
                     if data is not None:  # the cache keeps bitstreams when the run does

@@ -15,8 +15,9 @@ from bench.files import KEPT, FilesystemError, refuse_links
 from bench.measures import NOTES_COLUMN, VERSIONS_COLUMN, measures
 
 # 2: load_s; 3: repeats; 4: *_peak_rss_mb; 5: kmac_px_*, *_gpu_peak_mb; 6: metric_versions and
-# metric_notes (one note per metric) replace note; columns come from the registry (bench.measures)
-SCHEMA_VERSION = 6
+# metric_notes (one note per metric) replace note; 7: bitstream_sha256; columns come from the registry
+# (bench.measures)
+SCHEMA_VERSION = 7
 LEGACY_METRICS = ("psnr_rgb", "psnr_y", "ms_ssim", "ms_ssim_db")  # computed before schema 6, version 1
 
 
