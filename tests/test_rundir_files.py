@@ -21,6 +21,7 @@ from skimage import data
 from bench.cli import cli
 from bench.files import FilesystemError
 from bench.rundir import keep_bitstream
+from bench.runs import load_run
 
 LINK = "is a symbolic link: bench does not follow links inside its folders; remove it"
 KEPT = "(earlier results and files are kept as they were)"
@@ -98,6 +99,21 @@ def test_a_linked_bitstream_folder_is_not_followed(photos, tmp_path):
     with pytest.raises(FilesystemError, match="is a symbolic link"):
         keep_bitstream(out / "bitstreams", key, b"bytes")
     assert sorted(p.name for p in elsewhere.iterdir()) == before
+
+
+def test_the_reading_side_follows_no_link_and_waits_on_no_fifo(photos, tmp_path):
+    out = tmp_path / "run"
+    run_jpeg(photos, out, "--metrics", "psnr_rgb")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "results.csv").symlink_to(out / "results.csv")
+    with pytest.raises(FilesystemError) as refused:
+        load_run(shared)
+    assert str(refused.value) == f"{shared / 'results.csv'} {LINK}"
+    (shared / "results.csv").unlink()
+    (shared / "results.csv").write_bytes((out / "results.csv").read_bytes())
+    os.mkfifo(shared / "results.sqlite")  # opening it would wait for a writer
+    assert len(load_run(shared).rows) == 6
 
 
 # --- not a store, not a folder --------------------------------------------------------------------
