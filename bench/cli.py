@@ -265,8 +265,10 @@ def run_command(
 def rescore_command(run_dir: str, metrics: str | None) -> None:
     """Recompute the metrics of RUN from its kept bitstreams (a run made with --keep-bitstreams).
 
-    Rates and times stay as measured; a row that cannot be rescored is listed and the others go on;
-    exit status 1 when any could not.
+    Rates and times stay as measured. A row that cannot be rescored (its kept bitstream changed or
+    missing, its image moved, a decoder error) is a `not rescored: CONFIG IMAGE q=Q: REASON` line, kept
+    as it was, and the others go on. Exit status 0 when every row was rescored, 1 when any was not
+    (the others are stored rescored), 2 for unusable input.
     """
     from bench.rescore import rescore
 

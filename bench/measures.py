@@ -214,6 +214,15 @@ SETTINGS = [
 ]
 PROVENANCE = [
     _column(
+        "bitstream_sha256",
+        "bitstream hash",
+        "sha256 of the kept bitstream (`--keep-bitstreams`), which `bench rescore` checks before "
+        "decoding it; empty when the bitstream is not kept, and for rows stored before schema 7 (their "
+        "bitstream is checked by its length only)",
+        sql="TEXT",
+        aggregate="",
+    ),
+    _column(
         VERSIONS_COLUMN,
         "metric versions",
         "JSON object: the definition version of each metric "

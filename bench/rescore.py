@@ -1,15 +1,18 @@
 """Metrics recomputed from kept bitstreams, without re-encoding: `bench rescore RUN`, and the rows a
 resumed or cached run lacks metrics for (bench.runner).
 
-A row is rescored from its kept bitstream (whose length must still be the row's bytes), decoded with
-the run's own catalog entry, against the original image (whose pixel hash must still match); rates
-and times stay as measured. Each row that cannot be rescored is a problem line; the others go on.
+A row is rescored from its kept bitstream (whose length and sha256 must still be the row's), decoded
+with the run's own catalog entry, against the original image (whose pixel hash must still match);
+rates and times stay as measured. Each row that cannot be rescored (a changed or missing bitstream, a
+moved image, a decoder error) is a problem line, ``<config> <image> q=<quality>: <reason>``; the
+others go on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from errno import ENOENT
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +21,21 @@ import numpy as np
 from bench import measures
 from bench.codec import Codec, CodecUnavailable, open_codec, trusted_entry
 from bench.errors import UserError
+from bench.files import FilesystemError
 from bench.images import BadImage, load_image, pixel_sha256
+from bench.labels import Configuration, configuration_labels
 from bench.rundir import (
     BITSTREAMS,
-    CSV,
     DATABASE,
     CodecRecord,
     Manifest,
-    bitstream_path,
+    read_bitstream,
     read_manifest,
     run_dir_lock,
+    write_csv,
     write_manifest,
 )
 from bench.store import Store, row_key
-
-
-def where(row: dict[str, Any]) -> str:
-    return f"{row['codec']} {row['image']} q{float(row['quality']):g}"
 
 
 @dataclass
@@ -44,20 +45,40 @@ class Rescorer:
 
     images: dict[str, Path]
     codecs: dict[str, CodecRecord]
-    refused: dict[str, str] = field(default_factory=dict)  # config hash -> why it is not run here
+    refused: dict[str, str] = field(default_factory=dict)  # config hash or image sha256 -> why not used
     problems: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(init=False)  # config hash -> label
     _image: tuple[str, np.ndarray | None] = ("", None)
 
+    def __post_init__(self) -> None:
+        records = list(self.codecs.values())
+        configurations = [Configuration(c.name, dict(c.entry.options), "", c.config_hash) for c in records]
+        self.labels = dict(zip(self.codecs, configuration_labels(configurations), strict=True))
+
+    def where(self, row: dict[str, Any]) -> str:
+        """``<config> <image> q=<quality>``: the row's configuration labelled as in the run's tables."""
+        label = self.labels.get(row["config_hash"], row["codec"])
+        return f"{label} {row['image']} q={float(row['quality']):g}"
+
     def _pixels(self, sha: str) -> np.ndarray:
+        if sha in self.refused:
+            raise LookupError(self.refused[sha])
         if self._image[0] != sha:
-            path = self.images.get(sha)
-            if path is None:
-                raise LookupError("its image is not in run.json")
-            image = load_image(path).rgb
-            if pixel_sha256(image) != sha:
-                raise LookupError(f"{path}: the image's pixels changed since the run")
-            self._image = (sha, image)
+            try:
+                self._image = (sha, self._load(sha))
+            except (LookupError, BadImage) as exc:
+                self.refused[sha] = str(exc)
+                raise
         return self._image[1]
+
+    def _load(self, sha: str) -> np.ndarray:
+        path = self.images.get(sha)
+        if path is None:
+            raise LookupError("its image is not in run.json")
+        image = load_image(path).rgb
+        if pixel_sha256(image) != sha:
+            raise LookupError(f"{path}: the image's pixels changed since the run")
+        return image
 
     def _codec(self, config_hash: str) -> Codec:
         if config_hash in self.refused:
@@ -67,12 +88,11 @@ class Rescorer:
             raise LookupError("its codec configuration is not in run.json")
         return open_codec(record.entry, record.versions)
 
-    def columns(self, row: dict[str, Any], path: Path, names: Iterable[str]) -> dict[str, Any] | None:
-        """The metric columns of ``row`` recomputed from the bitstream at ``path``, or None (a problem)."""
+    def columns(self, row: dict[str, Any], folder: Path, names: Iterable[str]) -> dict[str, Any] | None:
+        """The metric columns of ``row`` recomputed from its bitstream kept in ``folder``, or None (a
+        problem)."""
         try:
-            data = path.read_bytes()
-            if len(data) != row["bytes"]:
-                raise LookupError(f"the kept bitstream has {len(data)} bytes, the row {row['bytes']}")
+            data = read_bitstream(folder, row_key(row), int(row["bytes"]), row.get("bitstream_sha256"))
             image = self._pixels(row["image_sha256"])
             decoded = self._codec(row["config_hash"]).decode(data, image.shape[:2])
             if decoded.shape != image.shape or decoded.dtype != np.uint8:
@@ -80,12 +100,12 @@ class Rescorer:
                     f"decoder returned {decoded.dtype} {decoded.shape}, expected uint8 {image.shape}"
                 )
             return measures.merged(row, measures.compute(names, image, decoded))
-        except FileNotFoundError:
-            self.problems.append(f"{where(row)}: no kept bitstream")
+        except FilesystemError as exc:
+            self.problems.append(f"{self.where(row)}: {'no kept bitstream' if exc.errno == ENOENT else exc}")
         except (OSError, LookupError, BadImage, CodecUnavailable) as exc:
-            self.problems.append(f"{where(row)}: {exc}")
+            self.problems.append(f"{self.where(row)}: {exc}")
         except Exception as exc:  # noqa: BLE001 - a codec or metric failure is a problem line; the rest go on
-            self.problems.append(f"{where(row)}: {type(exc).__name__}: {' '.join(str(exc).split())}")
+            self.problems.append(f"{self.where(row)}: {type(exc).__name__}: {' '.join(str(exc).split())}")
         return None
 
 
@@ -100,15 +120,13 @@ def rescorer_for(manifest: Manifest) -> Rescorer:
     catalog entries, each refused once here unless bench.codec.trusted_entry lets it run."""
     root = Path(manifest.dataset.root)
     images = {image.sha256: root / image.name for image in manifest.dataset.images}
-    codecs, refused = {}, {}
+    refused = {}
     for codec in manifest.codecs:
         try:
             trusted_entry(codec.entry, "run.json")
         except CodecUnavailable as exc:
             refused[codec.config_hash] = str(exc)
-            continue
-        codecs[codec.config_hash] = codec
-    return Rescorer(images, codecs, refused)
+    return Rescorer(images, {codec.config_hash: codec for codec in manifest.codecs}, refused)
 
 
 def rescore(run_dir: Path, spec: str | None = None) -> Rescored:
@@ -128,12 +146,11 @@ def rescore(run_dir: Path, spec: str | None = None) -> Rescored:
     with run_dir_lock(run_dir), Store(run_dir / DATABASE) as store:
         frame = store.frame()
         for row in frame[frame["error"].isna()].to_dict("records"):
-            key = row_key(row)
-            columns = rescorer.columns(row, bitstream_path(folder, key), names)
+            columns = rescorer.columns(row, folder, names)
             if columns is not None:
-                store.update(key, columns)
+                store.update(row_key(row), columns)
                 done.rows += 1
-        store.frame().to_csv(run_dir / CSV, index=False)
+        write_csv(run_dir, store.frame())
         manifest.metrics = measures.with_sources([*manifest.metrics, *names])
         write_manifest(run_dir, manifest)
     return done

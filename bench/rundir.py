@@ -3,12 +3,15 @@
 Layout: ``run.json`` (the configuration and provenance), ``results.sqlite`` (the store),
 ``results.csv`` (its export), ``bitstreams/<config hash>/<image sha256>-q<quality>.bin`` (with
 --keep-bitstreams; the cache folder keeps them the same way) and ``.lock``. Within a run, codec
-configurations are told apart by their config hash (``Manifest.codec``).
+configurations are told apart by their config hash (``Manifest.codec``). Every file is read and
+written through bench.files: no link inside the directory is followed, and writes are atomic.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -17,6 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from bench import files
 from bench.catalog import CatalogEntry
 from bench.errors import UserError
 from bench.store import SCHEMA_VERSION, TaskKey
@@ -25,6 +31,8 @@ RUN_JSON = "run.json"
 DATABASE = "results.sqlite"
 CSV = "results.csv"
 BITSTREAMS = "bitstreams"
+LOCK = ".lock"
+RUN_JSON_LIMIT = 64 << 20  # bytes: a larger run.json is not read
 
 
 def bitstream_path(folder: Path, key: TaskKey) -> Path:
@@ -33,18 +41,33 @@ def bitstream_path(folder: Path, key: TaskKey) -> Path:
     return Path(folder) / config_hash / f"{image_sha256}-q{quality:g}.bin"
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``path`` through a temporary file renamed over it: a reader sees the old or the new bytes."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-
-
-def keep_bitstream(folder: Path, key: TaskKey, data: bytes) -> None:
-    """Write a task's bytes where bitstream_path says, atomically."""
+def keep_bitstream(folder: Path, key: TaskKey, data: bytes) -> str:
+    """Write a task's bytes where bitstream_path says, atomically; return their sha256 (hex)."""
     path = bitstream_path(folder, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(path, data)
+    files.write(folder.parent, path.relative_to(folder.parent), data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_bitstream(folder: Path, key: TaskKey, size: int, sha256: str | None) -> bytes:
+    """A kept bitstream, refused (LookupError) unless it has ``size`` bytes and, when the row recorded
+    one (schema 7 on), this sha256. A missing one raises FilesystemError with errno ENOENT."""
+    path = bitstream_path(folder, key)
+    try:
+        data = files.read(folder.parent, path.relative_to(folder.parent), size)
+    except files.FilesystemError as exc:
+        if exc.errno == errno.ENOENT:
+            raise
+        raise LookupError(str(exc)) from None
+    if len(data) != size:
+        raise LookupError(f"the kept bitstream has {len(data)} bytes, the row {size}")
+    if isinstance(sha256, str) and hashlib.sha256(data).hexdigest() != sha256:
+        raise LookupError(f"the kept bitstream changed since it was kept (sha256 {sha256[:16]}... expected)")
+    return data
+
+
+def write_csv(run_dir: Path, rows: pd.DataFrame) -> None:
+    """Replace ``run_dir``/results.csv with ``rows``, atomically."""
+    files.write(run_dir, CSV, rows.to_csv(index=False).encode())
 
 
 @dataclass(frozen=True)
@@ -207,7 +230,7 @@ def read_manifest(path: Path) -> Manifest:
     if path.is_dir():
         path = path / RUN_JSON
     try:
-        return Manifest.from_dict(json.loads(path.read_text()))
+        return Manifest.from_dict(json.loads(files.read(path.parent, path.name, RUN_JSON_LIMIT)))
     except (OSError, ValueError) as exc:
         raise UserError(f"{path}: not a readable run.json ({exc})") from None
     except KeyError as exc:
@@ -218,27 +241,31 @@ def read_manifest(path: Path) -> Manifest:
 
 def write_manifest(run_dir: Path, manifest: Manifest) -> None:
     """Replace ``run_dir``/run.json atomically."""
-    _write_atomically(Path(run_dir) / RUN_JSON, (json.dumps(manifest.to_dict(), indent=2) + "\n").encode())
+    files.write(run_dir, RUN_JSON, (json.dumps(manifest.to_dict(), indent=2) + "\n").encode())
 
 
 @contextmanager
 def run_dir_lock(run_dir: Path) -> Iterator[None]:
-    """Hold the run directory's lock (an flock on .lock) for one run; refuse if another run holds it."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with (run_dir / ".lock").open("a+") as handle:
+    """Hold the run directory's lock (an flock on .lock) for one run; refuse if another run holds it,
+    or if the directory or its bitstreams folder holds a symbolic link."""
+    files.make_folder(run_dir)
+    files.refuse_links(run_dir)
+    if (run_dir / BITSTREAMS).is_dir():
+        files.refuse_links(run_dir / BITSTREAMS)
+    fd = files.open_regular(run_dir / LOCK, os.O_RDWR | os.O_CREAT, "write")
+    try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "?"
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
             raise UserError(
                 f"another bench run (pid {holder}) is writing to {run_dir}: wait for it, or use another --out"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError as exc:
+            raise files.failure(run_dir / LOCK, exc) from None
+        yield
+    finally:
+        os.close(fd)  # releases the flock

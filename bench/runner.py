@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -20,13 +21,13 @@ from bench.catalog import CatalogEntry, config_hash, load_catalog, parse_codec_s
 from bench.codec import CodecUnavailable, resources_for, trusted_entry
 from bench.errors import UserError
 from bench.executors import EXECUTORS, default_jobs, make_executor
+from bench.files import FilesystemError, make_folder
 from bench.provenance import provenance
 from bench.quoting import quoted
 from bench.request import RunRequest
 from bench.rescore import Rescorer
 from bench.rundir import (
     BITSTREAMS,
-    CSV,
     DATABASE,
     RUN_JSON,
     CodecRecord,
@@ -35,8 +36,10 @@ from bench.rundir import (
     Manifest,
     bitstream_path,
     keep_bitstream,
+    read_bitstream,
     read_manifest,
     run_dir_lock,
+    write_csv,
     write_manifest,
 )
 from bench.store import Store, TaskKey, row_key
@@ -322,7 +325,7 @@ def _cache(folder: str | None) -> Iterator[Store | None]:
     if folder is None:
         yield None
         return
-    Path(folder).mkdir(parents=True, exist_ok=True)
+    make_folder(Path(folder))
     with Store(Path(folder) / "results.sqlite") as cache:
         yield cache
 
@@ -371,7 +374,7 @@ def _pending(
             fresh[task.key] = task
         elif isinstance(row["error"], str) or not missing:
             pending.resumed += 1
-        elif kept and (columns := _rescored(rescorer, row, bitstream_path(kept, task.key), missing)):
+        elif kept and (columns := _rescored(rescorer, row, kept, missing)):
             store.update(task.key, columns)
             pending.rescored += 1
         else:
@@ -380,18 +383,24 @@ def _pending(
     if cache is not None:
         for row in cache.rows(list(fresh)):
             key = row_key(row)
-            task, path = fresh[key], bitstream_path(cached_bitstreams, key)
+            task = fresh[key]
             missing = measures.stale(row, task.metrics)
             if missing:
-                columns = _rescored(rescorer, row, path, missing)
+                columns = _rescored(rescorer, row, cached_bitstreams, missing)
                 if columns is None:
                     continue
                 cache.update(key, columns)
                 row |= columns
-            if kept:
-                if not path.is_file():
-                    continue  # a run that keeps bitstreams takes only rows whose bitstream the cache kept
-                keep_bitstream(kept, key, path.read_bytes())
+            if kept:  # a run that keeps bitstreams takes only rows whose bitstream the cache kept intact
+                try:
+                    data = read_bitstream(
+                        cached_bitstreams, key, int(row["bytes"]), row.get("bitstream_sha256")
+                    )
+                except (FilesystemError, LookupError):
+                    continue
+                row["bitstream_sha256"] = keep_bitstream(kept, key, data)
+            else:
+                row["bitstream_sha256"] = None  # this run keeps no bitstream
             store.add(row | {"dataset": task.dataset, "image": task.image})  # names as in this run
             del fresh[key]
             pending.cached += 1
@@ -400,9 +409,12 @@ def _pending(
     return pending
 
 
-def _rescored(rescorer: Rescorer, row: dict[str, Any], path: Path, names: list[str]) -> dict[str, Any] | None:
-    """The row's metric columns recomputed from its kept bitstream, or None (no bitstream, or it failed)."""
-    return rescorer.columns(row, path, names) if path.is_file() else None
+def _rescored(
+    rescorer: Rescorer, row: dict[str, Any], folder: Path, names: list[str]
+) -> dict[str, Any] | None:
+    """The row's metric columns recomputed from its bitstream kept in ``folder``, or None (no bitstream,
+    or it failed)."""
+    return rescorer.columns(row, folder, names) if bitstream_path(folder, row_key(row)).is_file() else None
 
 
 def _execute_locked(plan: RunPlan, progress: Callable[[int], Any] | None) -> RunOutcome:
@@ -423,7 +435,7 @@ def _execute_locked(plan: RunPlan, progress: Callable[[int], Any] | None) -> Run
                 key = row_key(row)
                 data = row.pop("bitstream", None)
                 if data is not None:  # before its row: a stored row always has its bitstream
-                    keep_bitstream(kept, key, data)
+                    row["bitstream_sha256"] = keep_bitstream(kept, key, data)
                 store.add(row, replace=key in pending.rerun)
                 if cache is not None and not row.get("error"):
                     if data is not None:  # the cache keeps bitstreams when the run does
@@ -432,11 +444,15 @@ def _execute_locked(plan: RunPlan, progress: Callable[[int], Any] | None) -> Run
                 new_rows.append(row)
                 if bar is not None:
                     bar.update(1)
+        except BaseException:
+            with contextlib.suppress(UserError):  # stored rows exported still; the first failure is told
+                write_csv(plan.run_dir, store.frame())
+            raise
         finally:
             if bar is not None:
                 bar.close()
-            frame = store.frame()
-            frame.to_csv(plan.run_dir / CSV, index=False)
+        frame = store.frame()
+        write_csv(plan.run_dir, frame)
     wall_s = time.perf_counter() - start
     errors = sum(1 for row in new_rows if row.get("error"))
     notes = list(plan.notes)

@@ -1,13 +1,14 @@
 """Reading run directories (what commands call RUN) for the commands that read results.
 
 A run directory's rows come from results.sqlite (opened read-only), else from results.csv (so that a
-committed baseline can be text); run.json (bench.rundir.Manifest) adds the configuration and
-provenance when present. Several runs are read together as one table of curves, each codec
+committed baseline can be text), neither read through a symbolic link; run.json (bench.rundir.Manifest)
+adds the configuration and provenance when present. Several runs are read together as one table of curves, each codec
 configuration labelled uniquely (bench.labels).
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import sqlite3
 from collections import Counter
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench import files
 from bench.errors import UserError
 from bench.labels import Configuration, configuration_labels
 from bench.measures import measures
@@ -23,6 +25,7 @@ from bench.rundir import CSV, DATABASE, RUN_JSON, CodecRecord, Manifest, read_ma
 
 log = logging.getLogger(__name__)
 
+CSV_LIMIT = 4 << 30  # bytes: a larger results.csv is not read
 REQUIRED_COLUMNS = ("image", "image_sha256", "codec", "config_hash", "quality", "bpp", "error")
 
 
@@ -57,7 +60,8 @@ def _read_sqlite(path: Path) -> pd.DataFrame:
 
 def _read_rows(directory: Path, notes: list[str]) -> tuple[pd.DataFrame, str]:
     database, csv = directory / DATABASE, directory / CSV
-    if database.exists():
+    files.refuse_links(directory, [DATABASE, CSV])  # a link (to a FIFO, /dev/zero...) is not read
+    if database.is_file():
         try:
             return _read_sqlite(database), database.name
         except (sqlite3.Error, pd.errors.DatabaseError) as exc:
@@ -66,8 +70,9 @@ def _read_rows(directory: Path, notes: list[str]) -> tuple[pd.DataFrame, str]:
             notes.append(f"{database} unreadable ({exc}); read {csv.name} instead")
     if csv.exists():
         try:
+            text = io.BytesIO(files.read(directory, CSV, CSV_LIMIT))
             return pd.read_csv(
-                csv, keep_default_na=False, na_values=[""], float_precision="round_trip"
+                text, keep_default_na=False, na_values=[""], float_precision="round_trip"
             ), csv.name
         except (OSError, ValueError, pd.errors.ParserError) as exc:
             raise UserError(f"{csv}: unreadable ({exc})") from None

@@ -1,19 +1,23 @@
-"""The results store: one SQLite row per task, one transaction per finished task."""
+"""The results store: one SQLite row per task, one transaction per finished task. A file that is not
+a store, a link, a full disk or any other SQLite failure is one line (bench.files.FilesystemError)."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
 import pandas as pd
 
+from bench.files import KEPT, FilesystemError, refuse_links
 from bench.measures import NOTES_COLUMN, VERSIONS_COLUMN, measures
 
 # 2: load_s; 3: repeats; 4: *_peak_rss_mb; 5: kmac_px_*, *_gpu_peak_mb; 6: metric_versions and
-# metric_notes (one note per metric) replace note; columns come from the registry (bench.measures)
-SCHEMA_VERSION = 6
+# metric_notes (one note per metric) replace note; 7: bitstream_sha256; columns come from the registry
+# (bench.measures)
+SCHEMA_VERSION = 7
 LEGACY_METRICS = ("psnr_rgb", "psnr_y", "ms_ssim", "ms_ssim_db")  # computed before schema 6, version 1
 
 
@@ -22,6 +26,8 @@ def columns() -> dict[str, str]:
     return {name: measure.sql for name, measure in measures().items()}
 
 
+SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite's own files next to the store
+NOT_A_STORE = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
 KEY = ("image_sha256", "codec", "config_hash", "quality")
 TaskKey = tuple[str, str, str, float]
 
@@ -36,10 +42,22 @@ class Store:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions below
+        refuse_links(self.path.parent, [self.path.name] + [self.path.name + side for side in SIDE_FILES])
+        self.columns = columns()
+        with self._errors("open"):
+            self._db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions below
+            try:
+                self._open()
+            except BaseException:
+                self._db.close()
+                raise
+
+    def _open(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self.columns = columns()
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and "results" not in tables:
+            raise FilesystemError(f"{self.path}: not a codec-bench results database (no results table)")
         declared = ", ".join(f"{name} {kind}" for name, kind in self.columns.items())
         self._db.execute(f"CREATE TABLE IF NOT EXISTS results ({declared}, PRIMARY KEY ({', '.join(KEY)}))")
         present = {row[1] for row in self._db.execute("PRAGMA table_info(results)")}
@@ -50,6 +68,21 @@ class Store:
                 self._db.execute(f"ALTER TABLE results ADD COLUMN {name} {kind}")
             if VERSIONS_COLUMN not in present:
                 self._upgrade_to_metric_versions("note" in present)
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """SQLite's failures to ``action`` the store as one line: not a store, or why it cannot."""
+        try:
+            yield
+        except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
+            cause = exc.__cause__ if isinstance(exc, pd.errors.DatabaseError) else exc
+            name = getattr(cause, "sqlite_errorname", "")
+            if name in NOT_A_STORE:
+                raise FilesystemError(f"{self.path}: not a codec-bench results database ({cause})") from None
+            if not isinstance(cause, sqlite3.OperationalError):
+                raise
+            kept = f" ({KEPT})" if action == "write" else ""
+            raise FilesystemError(f"{self.path}: cannot {action}: {cause}{kept}") from None
 
     def _upgrade_to_metric_versions(self, has_note: bool) -> None:
         """Rows of a store older than schema 6 get the versions of the metrics they hold (version 1:
@@ -80,7 +113,7 @@ class Store:
         replaced with ``replace``."""
         names = list(self.columns)
         placeholders = ", ".join("?" for _ in names)
-        with self._db:  # BEGIN ... COMMIT, rolled back on error
+        with self._errors("write"), self._db:  # BEGIN ... COMMIT, rolled back on error
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
                 f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO results ({', '.join(names)}) VALUES ({placeholders})",
@@ -93,7 +126,7 @@ class Store:
         if unknown:
             raise ValueError(f"cannot update column(s) {', '.join(sorted(unknown))}")
         assignments = ", ".join(f"{name} = ?" for name in values)
-        with self._db:
+        with self._errors("write"), self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
                 f"UPDATE results SET {assignments} WHERE {' AND '.join(f'{k} = ?' for k in KEY)}",
@@ -106,12 +139,14 @@ class Store:
         query = f"SELECT * FROM results WHERE {' AND '.join(f'{k} = ?' for k in KEY)}"
         self._db.row_factory = sqlite3.Row
         try:
-            for key in keys:
-                found.extend(dict(row) for row in self._db.execute(query, key))
+            with self._errors("read"):
+                for key in keys:
+                    found.extend(dict(row) for row in self._db.execute(query, key))
         finally:
             self._db.row_factory = None
         return found
 
     def frame(self) -> pd.DataFrame:
-        frame = pd.read_sql_query("SELECT * FROM results ORDER BY codec, quality, image", self._db)
+        with self._errors("read"):
+            frame = pd.read_sql_query("SELECT * FROM results ORDER BY codec, quality, image", self._db)
         return frame[list(self.columns)]
