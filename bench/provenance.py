@@ -61,14 +61,14 @@ def code_version() -> dict[str, Any]:
     source = Path(__file__).resolve().parent.parent
 
     def git(*args: str) -> str | None:
-        with tempfile.TemporaryDirectory() as folder:  # its output capped, as any tool's
-            try:
+        try:
+            with tempfile.TemporaryDirectory() as folder:  # its output capped, as any tool's
                 run_tool(
                     ["git", "-C", str(source), *args], Path(folder), 20, max_file_bytes=OUTPUT_LIMIT_BYTES
                 )
-            except ToolError:
-                return None
-            return (Path(folder) / "stdout.txt").read_text().strip()
+                return (Path(folder) / "stdout.txt").read_text().strip()
+        except (ToolError, OSError):  # no git, or no room for its output: the commit is unknown
+            return None
 
     commit = git("rev-parse", "HEAD") if (source / ".git").exists() else None
     if commit is None:

@@ -93,7 +93,9 @@ def run_tool(
         except OSError as exc:
             raise ToolError(f"{name} could not be started: {exc}") from None
         with contextlib.suppress(ProcessLookupError, AttributeError):  # ended already; no prlimit
-            resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+            hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+            limit = max_file_bytes if hard == resource.RLIM_INFINITY else min(max_file_bytes, hard)
+            resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (limit, limit))  # never above ours
         try:
             status = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
