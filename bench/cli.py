@@ -274,7 +274,7 @@ def rescore_command(run_dir: str, metrics: str | None) -> None:
 
     done = rescore(Path(run_dir), metrics)
     for problem in done.problems:
-        click.echo(f"not rescored: {problem}", err=True)
+        click.echo(f"not rescored: {one_line(problem)}", err=True)
     click.echo(f"rescored {done.rows} row(s) of {run_dir}; {len(done.problems)} not rescored")
     if done.problems:
         sys.exit(1)

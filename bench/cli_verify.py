@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from bench.errors import UserError
+from bench.quoting import one_line, quoted
 
 MAX_LISTED = 20
 
@@ -21,7 +22,7 @@ def _table(results: list[dict], variants: list[str]) -> list[str]:
         cells.setdefault((r["codec"], r["image"]), {}).setdefault(r["variant"], []).append(r["status"])
     rows = [["codec", "image", *variants]]
     for (codec, image), by_variant in cells.items():
-        row = [codec, image]
+        row = [quoted(codec), quoted(image)]  # names read from a manifest: data
         for variant in variants:
             statuses = by_variant.get(variant, [])
             cell = f"{statuses.count('match')}/{len(statuses)}"
@@ -146,7 +147,9 @@ def verify_command(
                 directory,
                 lambda: bar.update(),
             )
-    click.echo(f"reference decodes: on {manifest['encoder']['cpu']} (the encoding machine)", err=True)
+    click.echo(
+        f"reference decodes: on {one_line(str(manifest['encoder']['cpu']))} (the encoding machine)", err=True
+    )
     results = []
     for variant in chosen:
         click.echo(f"decoding: {variant.name} ({variant.description})", err=True)
@@ -158,7 +161,8 @@ def verify_command(
     bad = [r for r in results if r["status"] != "match"]
     for r in bad[:MAX_LISTED]:
         click.echo(
-            f"{r['status']}: {r['codec']} {r['image']} q{r['quality']:g} ({r['variant']}): {r['reason']}"
+            f"{r['status']}: {quoted(r['codec'])} {quoted(r['image'])} q{r['quality']:g} ({r['variant']}): "
+            f"{one_line(r['reason'])}"
         )
     if len(bad) > MAX_LISTED:
         click.echo(f"... and {len(bad) - MAX_LISTED} more (--json has them all)")

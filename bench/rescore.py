@@ -24,6 +24,7 @@ from bench.errors import UserError
 from bench.files import FilesystemError
 from bench.images import BadImage, load_image, pixel_sha256
 from bench.labels import Configuration, configuration_labels
+from bench.quoting import quoted
 from bench.rundir import (
     BITSTREAMS,
     DATABASE,
@@ -58,7 +59,7 @@ class Rescorer:
     def where(self, row: dict[str, Any]) -> str:
         """``<config> <image> q=<quality>``: the row's configuration labelled as in the run's tables."""
         label = self.labels.get(row["config_hash"], row["codec"])
-        return f"{label} {row['image']} q={float(row['quality']):g}"
+        return f"{quoted(label)} {quoted(row['image'])} q={float(row['quality']):g}"
 
     def _pixels(self, sha: str) -> np.ndarray:
         if sha in self.refused:

@@ -78,7 +78,7 @@ def test_max_pixels_bounds_the_images_of_a_run_and_the_bitstreams_verify_decodes
                      "--write-bitstreams", folder, "--variants", "1-thread")  # fmt: skip
     assert written.exit_code == 0, written.output
     manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["items"][0] |= {"width": 100_000, "height": 100_000}
+    manifest["items"][0] |= {"width": 100_000, "height": 100_000, "image": "a.png\nmatch: all \x1b[32mgood"}
     manifest["items"][1] |= {"width": "96", "height": 64}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     result = invoke("verify", "--bitstreams", folder, "--variants", "1-thread", "--max-pixels", 10**9)
@@ -86,4 +86,6 @@ def test_max_pixels_bounds_the_images_of_a_run_and_the_bitstreams_verify_decodes
     errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
     assert len(errors) == 2
     assert "100000x100000 is 10000000000 pixels, over --max-pixels 1000000000" in errors[0]
+    assert errors[0].startswith("error: jpeg 'a.png\\nmatch: all \\x1b[32mgood' q50 (1-thread): ")
+    assert "\x1b" not in result.output and "\nmatch" not in result.output  # names from a manifest, quoted
     assert "image size '96'x64 is not two positive whole numbers" in errors[1]
