@@ -36,7 +36,9 @@ def claimed_size(data: bytes, kind: str) -> Size:
     try:
         return PARSERS[kind](data)
     except (IndexError, struct.error):
-        raise HeaderError(f"{kind} header is truncated") from None
+        raise HeaderError(f"{kind} header unreadable: truncated") from None
+    except HeaderError as exc:
+        raise HeaderError(f"{kind} header unreadable: {exc}") from None
 
 
 def _u16(data: bytes, offset: int) -> int:
@@ -50,11 +52,11 @@ def _u32(data: bytes, offset: int) -> int:
 def jpeg(data: bytes) -> Size:
     """Y and X of the first start-of-frame segment."""
     if data[:2] != b"\xff\xd8":
-        raise HeaderError("jpeg header lacks the SOI marker")
+        raise HeaderError("no SOI marker")
     offset = 2
     while True:
         if data[offset] != 0xFF:
-            raise HeaderError(f"jpeg header has no marker at byte {offset}")
+            raise HeaderError(f"no marker at byte {offset}")
         while data[offset] == 0xFF:  # fill bytes
             offset += 1
         marker = data[offset]
@@ -62,11 +64,11 @@ def jpeg(data: bytes) -> Size:
         if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # TEM, RSTn: no length
             continue
         if marker in (0xD9, 0xDA):
-            raise HeaderError("jpeg header has no start-of-frame segment before its scan")
+            raise HeaderError("no start-of-frame segment before the scan")
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             height, width = _u16(data, offset + 3), _u16(data, offset + 5)
             if not height:
-                raise HeaderError("jpeg header leaves the height to a DNL marker")
+                raise HeaderError("the height is left to a DNL marker")
             return height, width
         offset += _u16(data, offset)
 
@@ -101,17 +103,17 @@ def jpeg2000(data: bytes) -> Size:
     """The image area of the codestream's SIZ segment (inside the jp2c box of a JP2 file)."""
     offset = _box(data, b"jp2c")[0] if data.startswith(JP2_SIGNATURE) else 0
     if data[offset : offset + 4] != b"\xff\x4f\xff\x51":
-        raise HeaderError("jp2 header: no codestream starting with SOC and SIZ")
+        raise HeaderError("no codestream starting with SOC and SIZ")
     x, y, x0, y0 = struct.unpack_from(">IIII", data, offset + 8)
     if x <= x0 or y <= y0:
-        raise HeaderError("jp2 header: SIZ gives an empty image area")
+        raise HeaderError("SIZ gives an empty image area")
     return y - y0, x - x0
 
 
 def webp(data: bytes) -> Size:
     """The canvas of a VP8X chunk, or the frame size of a lone VP8 or VP8L chunk."""
     if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
-        raise HeaderError("webp header lacks RIFF/WEBP")
+        raise HeaderError("no RIFF/WEBP signature")
     chunk, payload = data[12:16], 20
     if chunk == b"VP8X":
         if len(data) < payload + 10:
@@ -120,15 +122,15 @@ def webp(data: bytes) -> Size:
         return height + 1, width + 1
     if chunk == b"VP8L":
         if data[payload] != 0x2F:
-            raise HeaderError("webp header: VP8L chunk without its signature")
+            raise HeaderError("VP8L chunk without its signature")
         bits = struct.unpack_from("<I", data, payload + 1)[0]
         return ((bits >> 14) & 0x3FFF) + 1, (bits & 0x3FFF) + 1
     if chunk == b"VP8 ":
         if data[payload + 3 : payload + 6] != b"\x9d\x01\x2a":
-            raise HeaderError("webp header: VP8 chunk without its start code")
+            raise HeaderError("VP8 chunk without its start code")
         width, height = struct.unpack_from("<HH", data, payload + 6)
         return height & 0x3FFF, width & 0x3FFF
-    raise HeaderError(f"webp header: unknown first chunk {chunk!r}")
+    raise HeaderError(f"unknown first chunk {chunk!r}")
 
 
 class _Bits:
@@ -164,9 +166,9 @@ def jpegxl(data: bytes) -> Size:
                 data = data[start + 4 * (kind == b"jxlp") :]  # jxlp starts with its index
                 break
         else:
-            raise HeaderError("jxl header: container without a codestream box")
+            raise HeaderError("container without a codestream box")
     if data[:2] != b"\xff\x0a":
-        raise HeaderError("jxl header lacks the codestream signature")
+        raise HeaderError("no codestream signature")
     bits = _Bits(data[2:])
     div8 = bits.read(1)
     height = bits.size_field(div8)
@@ -202,7 +204,7 @@ def isobmff(data: bytes) -> Size:
         if item == primary:
             break
     else:
-        raise HeaderError(f"isobmff header: the primary item {primary} has no properties")
+        raise HeaderError(f"the primary item {primary} has no properties")
     size = None
     for kind, begin in (properties[i - 1] for i in indexes if 0 < i <= len(properties)):
         if kind == b"ispe":
@@ -211,10 +213,10 @@ def isobmff(data: bytes) -> Size:
         elif kind == b"clap" and size:
             width_n, width_d, height_n, height_d = struct.unpack_from(">IIII", data, begin)
             if not (width_d and height_d):
-                raise HeaderError("isobmff header: clap with a zero denominator")
+                raise HeaderError("clap with a zero denominator")
             size = (height_n + height_d // 2) // height_d, (width_n + width_d // 2) // width_d
     if size is None:
-        raise HeaderError("isobmff header: the primary item has no ispe property")
+        raise HeaderError("the primary item has no ispe property")
     return size
 
 
@@ -225,13 +227,13 @@ def _ue7(data: bytes, offset: int) -> tuple[int, int]:
         value = value << 7 | byte & 0x7F
         if not byte & 0x80:
             return value, offset
-    raise HeaderError("bpg header: a size field longer than 32 bits")
+    raise HeaderError("a size field longer than 32 bits")
 
 
 def bpg(data: bytes) -> Size:
     """picture_width and picture_height of the BPG file header."""
     if data[:4] != b"BPG\xfb":
-        raise HeaderError("bpg header lacks its magic")
+        raise HeaderError("no BPG magic")
     width, offset = _ue7(data, 6)
     height, _ = _ue7(data, offset)
     return height, width

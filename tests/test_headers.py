@@ -141,6 +141,14 @@ def test_library_decoders_refuse_a_header_claiming_another_size_before_decoding(
     assert str(caught.value) == f"{kind} header claims 53x37, expected 4096x4096"
 
 
+@pytest.mark.parametrize("codec, kind, encoder", DECODERS, ids=[d[1] for d in DECODERS])
+def test_library_decoders_refuse_an_unreadable_header_in_one_line(codec, kind, encoder, tmp_path):
+    data = ENCODERS[encoder][1]((37, 53), tmp_path)
+    for broken in (b"", b"\0" * 64, data[:3]):
+        with pytest.raises(headers.HeaderError, match=f"^{kind} header unreadable: [^\n]+$"):
+            codec.decode(broken, (37, 53))
+
+
 @pytest.mark.parametrize("encoder", [name for name in ENCODERS if name != "bpgenc"])
 def test_every_truncated_header_is_a_one_line_header_error(encoder, tmp_path):
     kind, encode = ENCODERS[encoder]
