@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,15 @@ import pandas as pd
 import pytest
 from skimage import data
 
-from bench.adapters.compressai_zoo import HEADER_SIZE, CompressAIBitstreamError, CompressAIZooCodec, unpack
+from bench.adapters.compressai_zoo import (
+    FIELDS,
+    HEADER_SIZE,
+    CompressAIBitstreamError,
+    CompressAIZooCodec,
+    Header,
+    pack,
+    unpack,
+)
 from bench.catalog import load_catalog
 from bench.codec import make_codec
 
@@ -107,6 +116,35 @@ def test_bad_bytes_give_a_clear_error(folder, image, mangle, error, message):
     codec = CompressAIZooCodec("cai", {"architecture": architecture, "weights": str(path)})
     with pytest.raises(error, match=message):
         codec.decode(mangle(codec.encode(image, 1)), (101, 67))
+
+
+def resigned(encoded: bytes, height: int, width: int) -> bytes:
+    """``encoded`` with its header's image size rewritten and a valid CRC, as a forger would write it."""
+    fields = FIELDS.pack(*FIELDS.unpack_from(encoded)[:-2], height, width)
+    body = encoded[HEADER_SIZE:]
+    return fields + zlib.crc32(fields + body).to_bytes(4, "big") + body
+
+
+@pytest.mark.parametrize("claimed", [(4096, 4096), (65535, 65535), (101, 68), (1, 1)])
+def test_a_header_claiming_another_size_is_refused_before_decoding(folder, image, claimed, monkeypatch):
+    """A header rewritten to another size with a valid CRC was decoded at that size (4096x4096: gigabytes
+    allocated); now the claim is compared with the expected size before a model is even loaded."""
+    architecture, path = folder
+    codec = CompressAIZooCodec("cai", {"architecture": architecture, "weights": str(path)})
+    encoded = codec.encode(image, 1)
+    forged = resigned(encoded, *claimed)
+    assert unpack(forged)[0].height == claimed[0]  # a valid bitstream but for its size
+    monkeypatch.setattr(codec, "_load", None)  # reaching the model would fail differently
+    message = f"compressai-zoo bitstream claims {claimed[1]}x{claimed[0]}, expected 67x101"
+    with pytest.raises(CompressAIBitstreamError, match=message):
+        codec.decode(forged, (101, 67))
+
+
+@pytest.mark.parametrize("lengths", [(8, 0), (8, 6), (4, 12), (12, 13)])
+def test_stream_lengths_that_no_range_coder_writes_are_refused(lengths):
+    packed = pack(Header(2, 1, 1, b"abcd", 10, 12), [b"z" * n for n in lengths])
+    with pytest.raises(CompressAIBitstreamError, match="not whole numbers of 32-bit words"):
+        unpack(packed)
 
 
 def test_other_weights_or_another_architecture_are_refused(tmp_path, image):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import struct
 import zlib
 
@@ -52,7 +53,7 @@ def test_round_trip_any_size_rate_rises_with_level(codec, odd_image):
 
 def test_header_says_what_the_bytes_are(codec, odd_image):
     encoded = codec.encode(odd_image, 5)
-    header, streams = bitstream.unpack(encoded, 2 if codec.architecture == "hyperprior" else 1)
+    header, streams = bitstream.unpack(encoded)
     assert (header.architecture, header.level, header.height, header.width) == (
         codec.architecture,
         5,
@@ -101,6 +102,12 @@ def test_a_bitstream_for_the_other_architecture_is_refused(odd_image):
         factorized.decode(hyperprior.encode(odd_image, 1), (201, 163))
 
 
+def _resigned(fields: list, body: bytes) -> bytes:
+    """A header of ``fields`` with a valid integrity CRC (as a forger or a real encoder would write it)."""
+    fields[8] = zlib.crc32(body, zlib.crc32(bitstream.signed(bitstream.HEADER.pack(*fields), fields[1])))
+    return bitstream.HEADER.pack(*fields) + body
+
+
 @pytest.mark.parametrize("field, name", [(-1, "symbols"), (-2, "indexes")])
 def test_disagreeing_decoder_is_caught_by_the_checksums(codec, odd_image, field, name):
     """A decoder that computes another index map or recovers other symbols than the encoder's (as on a
@@ -112,9 +119,48 @@ def test_disagreeing_decoder_is_caught_by_the_checksums(codec, odd_image, field,
         assert fields[field] == 0
         return
     fields[field] ^= 0xFFFF
-    forged = bitstream.HEADER.pack(*fields) + encoded[bitstream.HEADER.size :]
-    with pytest.raises(bitstream.NumericsMismatch, match=f"{name} CRC mismatch"):
+    forged = _resigned(fields, encoded[bitstream.HEADER.size :])
+    with pytest.raises(bitstream.NumericsMismatch, match=f"{name} CRC mismatch") as caught:
         codec.decode(forged, (201, 163))
+    assert "corrupt" not in str(caught.value)  # format 3: only the numerics are left to blame
+
+
+@pytest.mark.parametrize("position", range(19, 27))
+def test_a_corrupted_map_crc_is_corruption_not_a_numerics_mismatch(odd_image, position):
+    """Format 2 left header bytes 19-26 out of the integrity CRC: one flipped bit there was reported as
+    "this machine's numerics disagree". Format 3 covers them."""
+    codec = _fuzz_codec()
+    encoded = bytearray(_fuzz_stream(codec, odd_image))
+    assert encoded[3] == 3
+    encoded[position] ^= 0x10
+    with pytest.raises(bitstream.BitstreamError, match="truncated or corrupted") as caught:
+        codec.decode(bytes(encoded), (201, 163))
+    assert not isinstance(caught.value, bitstream.NumericsMismatch)
+
+
+@pytest.mark.parametrize("claimed", [(4096, 4096), (65535, 65535), (201, 164), (1, 1)])
+def test_a_header_claiming_another_size_is_refused_before_decoding(odd_image, claimed, monkeypatch):
+    """A header rewritten to 4096x4096 with a valid CRC made the decoder allocate 3 GB (65535x65535:
+    a crash); now the claim is compared with the size the caller expects before any tensor is built."""
+    codec = _fuzz_codec()
+    encoded = _fuzz_stream(codec, odd_image)
+    fields = list(bitstream.HEADER.unpack_from(encoded))
+    fields[6:8] = claimed
+    forged = _resigned(fields, encoded[bitstream.HEADER.size :])
+    model = codec._loaded()
+    monkeypatch.setattr(model, "decompress", None)  # reaching the decoder at all would fail differently
+    message = f"lic bitstream claims {claimed[1]}x{claimed[0]}, expected 163x201"
+    with pytest.raises(bitstream.BitstreamError, match=message) as caught:
+        codec.decode(forged, (201, 163))
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("lengths", [(8, 0), (8, 4), (6, 12), (16, 13)])
+def test_stream_lengths_that_no_encoder_writes_are_refused(lengths):
+    header = bitstream.Header("hyperprior", True, b"abcd", 0, 10, 12, 0, 7, 9)
+    packed = bitstream.pack(header, [b"z" * n for n in lengths])
+    with pytest.raises(bitstream.BitstreamError, match="not whole numbers of 32-bit words"):
+        bitstream.unpack(packed)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -156,12 +202,14 @@ def _fuzz_stream(codec: LicCodec, image: np.ndarray) -> bytes:
 
 def test_stream_crc_is_checked_before_range_decoding():
     header = bitstream.Header("hyperprior", True, b"abcd", 0, 10, 12, 0, 7, 9)
-    packed = bitstream.pack(header, [b"zz", b"yyy"])
-    parsed, streams = bitstream.unpack(packed, 2)
-    signed = packed[: bitstream.SIGNED] + packed[bitstream.HEADER.size :]
-    assert streams == [b"zz", b"yyy"] and parsed.streams_crc == zlib.crc32(signed)
+    packed = bitstream.pack(header, [b"z" * 8, b"y" * 12])
+    parsed, streams = bitstream.unpack(packed)
+    signed = packed[:15] + packed[19 : bitstream.HEADER.size] + packed[bitstream.HEADER.size :]
+    assert streams == [b"z" * 8, b"y" * 12] and parsed.streams_crc == zlib.crc32(signed)
     assert struct.unpack_from(">HH", packed, 11) == (10, 12) and packed[5] == bitstream.EXACT_FLAG
-    assert (parsed.indexes_crc, parsed.symbols_crc, parsed.exact) == (7, 9, True)
+    assert (parsed.indexes_crc, parsed.symbols_crc, parsed.exact, parsed.version) == (7, 9, True, 3)
+    old = bitstream.pack(dataclasses.replace(header, version=2), [b"z" * 8, b"y" * 12])
+    assert bitstream.unpack(old)[0].streams_crc == zlib.crc32(old[:15] + old[bitstream.HEADER.size :])
 
 
 def test_missing_weights_make_lic_unavailable(tmp_path):

@@ -23,7 +23,8 @@ from bench.lic import bitstream, integer
 from bench.lic.codec import LicCodec
 from bench.lic.weights import default_path
 
-GOLDEN = Path(__file__).parent / "golden" / "lic"
+GOLDEN = Path(__file__).parent / "golden" / "lic"  # format 2
+GOLDEN_3 = Path(__file__).parent / "golden" / "lic-format3"
 
 
 @pytest.fixture(scope="module")
@@ -204,14 +205,31 @@ def test_a_decoder_process_that_dies_makes_error_rows(tmp_path):
     assert result["status"] == "error" and result["variant"] == "1-thread"
 
 
-def test_golden_bitstreams_decode_to_their_recorded_pixels_under_every_variant():
+@pytest.mark.parametrize("folder, version, count", [(GOLDEN, 2, 6), (GOLDEN_3, 3, 4)])
+def test_golden_bitstreams_decode_to_their_recorded_pixels_under_every_variant(folder, version, count):
     """Committed bitstreams of Kodak images: any change of format, weights or decoder numerics fails here.
-    Remake them (deliberately) with the command in tests/golden/lic/README.md."""
-    manifest = verify.read_manifest(GOLDEN)
-    assert len(manifest["items"]) >= 6 and not any("error" in i for i in manifest["items"])
+    Format 2 (what older runs kept) stays decodable. Remake them (deliberately) with the command in
+    their folder's README.md."""
+    manifest = verify.read_manifest(folder)
+    assert len(manifest["items"]) == count and not any("error" in i for i in manifest["items"])
+    assert {(folder / i["file"]).read_bytes()[3] for i in manifest["items"]} == {version}
     for variant in verify.default_variants():
-        results = verify.decode_variant(GOLDEN, variant)
+        results = verify.decode_variant(folder, variant)
         assert [r["status"] for r in results] == ["match"] * len(manifest["items"]), (variant.name, results)
+
+
+def test_format_3_golden_files_are_the_format_2_streams_under_a_header_signed_whole():
+    """Independent of this machine: the same encoder output as the format 2 files (made on another CPU),
+    only the version byte and the integrity CRC differ, and the recorded pixels are the same."""
+    old = {i["file"]: i for i in verify.read_manifest(GOLDEN)["items"]}
+    for item in verify.read_manifest(GOLDEN_3)["items"]:
+        new_bytes, old_bytes = (GOLDEN_3 / item["file"]).read_bytes(), (GOLDEN / item["file"]).read_bytes()
+        assert len(new_bytes) == len(old_bytes) and item["sha256"] == old[item["file"]]["sha256"]
+        differ = {k for k, (a, b) in enumerate(zip(new_bytes, old_bytes, strict=True)) if a != b}
+        assert 3 in differ and differ <= {3, 15, 16, 17, 18}
+        body = new_bytes[bitstream.HEADER.size :]
+        assert zlib.crc32(new_bytes[:15] + new_bytes[19:]) == int.from_bytes(new_bytes[15:19], "big")
+        assert zlib.crc32(old_bytes[:15] + body) == int.from_bytes(old_bytes[15:19], "big")
 
 
 FIELD_VALUES = {  # header field index -> what a forger may put there
@@ -220,8 +238,8 @@ FIELD_VALUES = {  # header field index -> what a forger may put there
     3: st.integers(0, 255),  # flags
     4: st.binary(min_size=4, max_size=4),  # model fingerprint
     5: st.integers(0, 255),  # level
-    6: st.integers(0, 200),  # height (small: a forged size that decodes must decode quickly)
-    7: st.integers(0, 200),  # width
+    6: st.one_of(st.just(64), st.integers(0, 65535)),  # height: any other than expected is refused first
+    7: st.one_of(st.just(64), st.integers(0, 65535)),  # width
     9: st.integers(0, 2**32 - 1),  # index map CRC
     10: st.integers(0, 2**32 - 1),  # symbols CRC
 }
@@ -240,14 +258,15 @@ def test_fuzzed_headers_are_refused_or_decoded_never_crash(data):
     body = encoded[bitstream.HEADER.size :]
     resign = data.draw(st.booleans())
     if resign:
-        fields[8] = zlib.crc32(body, zlib.crc32(bitstream.HEADER.pack(*fields)[: bitstream.SIGNED]))
+        signed = bitstream.signed(bitstream.HEADER.pack(*fields), fields[1])
+        fields[8] = zlib.crc32(body, zlib.crc32(signed))
     forged = bitstream.HEADER.pack(*fields) + body
     try:
         decoded = codec.decode(forged, (64, 64))
     except bitstream.BitstreamError:
         return
     assert resign or forged == encoded
-    assert decoded.dtype == np.uint8 and decoded.shape == (fields[6], fields[7], 3)
+    assert decoded.dtype == np.uint8 and decoded.shape == (fields[6], fields[7], 3) == (64, 64, 3)
 
 
 _HEADER_FUZZ: dict[str, object] = {}
@@ -263,8 +282,9 @@ def _header_fuzz_stream(codec: LicCodec) -> bytes:
     return _HEADER_FUZZ["stream"]
 
 
-def test_golden_folder_has_its_remake_command():
-    assert "bench verify" in (GOLDEN / "README.md").read_text()
+@pytest.mark.parametrize("folder", [GOLDEN, GOLDEN_3])
+def test_golden_folder_has_its_remake_command(folder):
+    assert "bench verify" in (folder / "README.md").read_text()
 
 
 def test_strict_numerics_turns_tf32_off_for_the_call_only():

@@ -7,7 +7,9 @@ padded as in compressai's evaluation (centred zeros up to a multiple of 64) and 
 
 Bitstream (big-endian): magic ``CAI``, format version, architecture, metric and quality (1 byte each),
 the first 4 bytes of the checkpoint's sha256, image height and width (2 bytes each), CRC-32 of
-all the other bytes; then compressai's strings, each but the last preceded by its length (4 bytes).
+all the other bytes; then compressai's strings, each but the last preceded by its length (4 bytes),
+each a whole number of the range coder's 32-bit words, at least two (its final state). The decoder
+compares the image size in the header with the expected one before it allocates anything.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from bench.adapters.base import check_options
+from bench.headers import check_size
 
 # name: (bitstream code, highest quality, downsampling of the latent whose shape decompress() takes)
 ARCHITECTURES: dict[str, tuple[int, int, int]] = {
@@ -47,6 +50,7 @@ FORMAT_VERSION = 1
 FIELDS = struct.Struct(">3sBBBB4sHH")
 LENGTH = struct.Struct(">I")  # also the CRC's
 HEADER_SIZE = FIELDS.size + LENGTH.size
+WORD = 4  # compressai's range coder writes 32-bit words
 PAD = 64  # compressai's evaluation pads every model's input to a multiple of 2**6
 
 
@@ -115,6 +119,11 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
         streams.append(body[offset : offset + length])
         offset += length
     streams.append(body[offset:])
+    if any(len(s) < 2 * WORD or len(s) % WORD for s in streams):
+        lengths = ", ".join(str(len(s)) for s in streams)
+        raise CompressAIBitstreamError(
+            f"stream lengths {lengths} are not whole numbers of 32-bit words, at least 2"
+        )
     return Header(*fields, height, width), streams
 
 
@@ -307,6 +316,7 @@ class CompressAIZooCodec:
         from compressai.ops import compute_padding
 
         header, streams = unpack(data)
+        check_size("compressai-zoo bitstream", (header.height, header.width), shape, CompressAIBitstreamError)
         if (header.architecture, header.metric) != (self.code, METRICS[self.metric]):
             raise CompressAIBitstreamError(
                 f"bitstream of architecture code {header.architecture}, metric code {header.metric}; "

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from bench.adapters.base import LibraryCodec, as_rgb, subsampling
+from bench.headers import check_header
 
 # libheif's own parameter names (it refuses the "x265:" prefix for these), then x265's own ones.
 # bpgenc's x265 settings: within ~1.5 % BD-rate of BPG 4:4:4; libheif's defaults lose ~17 %.
@@ -88,6 +89,7 @@ class HevcCodec(LibraryCodec):
         return buffer.getvalue()
 
     def decode(self, data: bytes, shape: tuple[int, int]) -> np.ndarray:
+        check_header(data, "heic", shape)
         with _heif_options(DECODE_THREADS=self.threads):
             return as_rgb(self.library().open_heif(data, convert_hdr_to_8bit=True))
 

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from bench.adapters.base import LibraryCodec, as_rgb, subsampling
+from bench.headers import check_header
 
 
 class ImagecodecsCodec(LibraryCodec):
@@ -19,6 +20,7 @@ class ImagecodecsCodec(LibraryCodec):
 
     feature: ClassVar[str]  # the imagecodecs class whose ``available`` says it was compiled in
     prefix: ClassVar[str]
+    header: ClassVar[str]  # its bitstream's kind for bench.headers
     threaded_decoder: ClassVar[bool] = False  # whether ``<prefix>_decode`` takes ``numthreads``
 
     def missing_feature(self) -> str | None:
@@ -44,6 +46,7 @@ class ImagecodecsCodec(LibraryCodec):
         return bytes(encode(np.ascontiguousarray(image), **self.encode_args(quality)))
 
     def decode(self, data: bytes, shape: tuple[int, int]) -> np.ndarray:
+        check_header(data, self.header, shape)
         args = {"numthreads": self.threads} if self.threaded_decoder else {}
         return as_rgb(getattr(self.library(), f"{self.prefix}_decode")(data, **args))
 
@@ -54,7 +57,7 @@ class JpegCodec(ImagecodecsCodec):
     libjpeg-turbo is single-threaded: ``threads`` is recorded but changes nothing.
     """
 
-    feature, prefix = "JPEG8", "jpeg8"
+    feature, prefix, header = "JPEG8", "jpeg8", "jpeg"
     defaults: ClassVar[dict[str, Any]] = {"subsampling": "420", "threads": 1}
     quality_range = (1, 100)
 
@@ -72,7 +75,7 @@ class WebpCodec(ImagecodecsCodec):
     libwebp's ``thread_level`` is on or off (threads > 1); its decoder here is single-threaded.
     """
 
-    feature, prefix = "WEBP", "webp"
+    feature, prefix, header = "WEBP", "webp", "webp"
     defaults: ClassVar[dict[str, Any]] = {"method": 4, "threads": 1}
     integer_quality = False
 
@@ -88,7 +91,7 @@ class WebpCodec(ImagecodecsCodec):
 class JpegxlCodec(ImagecodecsCodec):
     """libjxl, lossy (VarDCT); quality maps to butteraugli distance as in cjxl; effort 7 as cjxl."""
 
-    feature, prefix, threaded_decoder = "JPEGXL", "jpegxl", True
+    feature, prefix, header, threaded_decoder = "JPEGXL", "jpegxl", "jxl", True
     defaults: ClassVar[dict[str, Any]] = {"effort": 7, "threads": 1}
     quality_range = (0, 99)
     integer_quality = False
@@ -108,7 +111,7 @@ class AvifCodec(ImagecodecsCodec):
     ``threads`` sets libavif's maxThreads for encoding and decoding; aom's output depends on it.
     """
 
-    feature, prefix, threaded_decoder = "AVIF", "avif", True
+    feature, prefix, header, threaded_decoder = "AVIF", "avif", "avif", True
     defaults: ClassVar[dict[str, Any]] = {"speed": 6, "subsampling": "444", "encoder": "aom", "threads": 1}
     quality_range = (0, 99)
 

@@ -11,6 +11,7 @@ import io
 import numpy as np
 
 from bench.adapters.base import LibraryCodec, as_rgb
+from bench.headers import check_header
 
 
 class Jpeg2000Codec(LibraryCodec):
@@ -50,6 +51,8 @@ class Jpeg2000Codec(LibraryCodec):
 
     def decode(self, data: bytes, shape: tuple[int, int]) -> np.ndarray:
         from PIL import Image
+
+        check_header(data, "jp2", shape)
 
         with Image.open(io.BytesIO(data)) as image:
             return as_rgb(image.convert("RGB"))

@@ -13,6 +13,7 @@ import re
 import shutil
 import string
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from PIL import Image
 
 from bench.adapters.tool import ToolError, output_tail, run_tool, tool_output
 from bench.adapters.yuv import YuvFormat, read_yuv, write_yuv
+from bench.headers import PARSERS, check_header, check_size
 from bench.images import BadImage, load_image
 
 IMAGE_FORMATS = ("png", "ppm", "yuv")
@@ -236,7 +238,11 @@ class SubprocessCodec:
             return target.read_bytes()
 
     def decode(self, data: bytes, shape: tuple[int, int]) -> np.ndarray:
+        """Decode with the tool; a bitstream of a known kind (its suffix) whose header claims another size
+        than ``shape`` is refused before the tool runs, and so is such a decoded image before it is read."""
         height, width = shape
+        if self.spec.bitstream in PARSERS:
+            check_header(data, self.spec.bitstream, shape)
         with self._folder() as folder:
             source, target = (
                 folder / f"bitstream.{self.spec.bitstream}",
@@ -264,7 +270,22 @@ class SubprocessCodec:
             if not path.is_file():
                 raise ValueError("no such file")
             return read_yuv(path, shape, self.spec.yuv)
+        claimed = _claimed_size(path)
+        if claimed is not None:
+            check_size(f"decoded {self.spec.image}", claimed, shape)
         return load_image(path).rgb
+
+
+def _claimed_size(path: Path) -> tuple[int, int] | None:
+    """(height, width) from an image file's header (Pillow's open reads no pixels), or None where Pillow
+    cannot tell: then load_image refuses the file and says why."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as probe:
+                return probe.height, probe.width
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
 
 
 subprocess_codec = SubprocessCodec  # the factory ``(name, options, extra) -> Codec`` of BUILTIN_ADAPTERS

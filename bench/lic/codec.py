@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.headers import check_size
 from bench.lic import bitstream
 
 OPTION_DEFAULTS: dict[str, Any] = {
@@ -19,7 +20,6 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "threads": 1,
     "exact": True,  # the integer decoder side (bench.lic.integer): same pixels on every machine
 }
-STREAMS = {"factorized": 1, "hyperprior": 2}
 
 
 @contextmanager
@@ -53,8 +53,8 @@ class LicCodec:
         self.name = name
         self.options = OPTION_DEFAULTS | options
         self.architecture = str(self.options["architecture"])
-        if self.architecture not in STREAMS:
-            raise ValueError(f"{name}: architecture must be one of {', '.join(STREAMS)}")
+        if self.architecture not in bitstream.STREAMS:
+            raise ValueError(f"{name}: architecture must be one of {', '.join(bitstream.STREAMS)}")
         self.threads = int(self.options["threads"])
         if not isinstance(self.options["exact"], bool):
             raise TypeError(f"{name}: exact must be true or false")
@@ -168,8 +168,9 @@ class LicCodec:
     def decode(self, data: bytes, shape: tuple[int, int]) -> np.ndarray:
         import torch
 
+        header, streams = bitstream.unpack(data)
+        check_size("lic bitstream", (header.height, header.width), shape, bitstream.BitstreamError)
         model = self._loaded()
-        header, streams = bitstream.unpack(data, STREAMS[self.architecture])
         if header.architecture != self.architecture or header.weights_id != self._weights_id:
             raise bitstream.BitstreamError(
                 f"bitstream made by lic {header.architecture} weights {header.weights_id.hex()}, "
@@ -187,11 +188,16 @@ class LicCodec:
         size = (-(-header.height // step), -(-header.width // step))
         expected = {"indexes": header.indexes_crc, "symbols": header.symbols_crc}
 
+        # format 2's integrity CRC leaves the map CRCs out: there, a mismatch may also be a corrupt file
+        blame = (
+            "" if header.version >= 3 else ", or the file is corrupt (format 2 leaves these CRCs unchecked)"
+        )
+
         def check(name: str, values) -> None:
             if bitstream.map_crc(values.cpu().numpy()) != expected[name]:
                 raise bitstream.NumericsMismatch(
                     f"decoded {name} differ from the encoder's ({name} CRC mismatch): this machine's numerics "
-                    "disagree with the encoder's, or the file is corrupt"
+                    f"disagree with the encoder's{blame}"
                 )
 
         with torch.no_grad(), strict_numerics():
