@@ -24,11 +24,12 @@ gate: $(VENV)/.installed
 
 # Remake the committed baseline (a deliberate act: say why in the commit). Needs BENCH_DATA_DIR.
 baseline: $(VENV)/.installed
-	rm -rf $(BASELINE) && mkdir -p $(BASELINE)
+	rm -rf reports/baseline-run
 	$(BIN)/bench run --codecs jpeg,jp2,webp,jxl,avif,heic,lic --dataset kodak --images 2 --timing \
 	  --qualities jpeg=10,30,50,75 --qualities jp2=96,40,24,12 --qualities webp=15,50,70,85 \
 	  --qualities jxl=15,50,70,82 --qualities avif=20,45,60,72 --qualities heic=42,34,26 \
 	  --qualities lic=0,3,6 --out reports/baseline-run
+	rm -rf $(BASELINE) && mkdir -p $(BASELINE)
 	cp reports/baseline-run/run.json reports/baseline-run/results.csv $(BASELINE)/
 	rm -rf reports/baseline-run
 

@@ -56,8 +56,9 @@ def cpu_id() -> str | None:
 
 
 def code_version() -> dict[str, Any]:
-    """The git commit of the code that ran, and whether its tracked files differed from it; a commit of
-    None where the code is not a git checkout (an installed wheel: its version is in ``packages``)."""
+    """The git commit of the code that ran, and whether its tracked code (the package, the catalog, the
+    dataset manifests) differed from it; a commit of None where the code is not a git checkout (an
+    installed wheel: its version is in ``packages``)."""
     source = Path(__file__).resolve().parent.parent
 
     def git(*args: str) -> str | None:
@@ -73,7 +74,7 @@ def code_version() -> dict[str, Any]:
     commit = git("rev-parse", "HEAD") if (source / ".git").exists() else None
     if commit is None:
         return {"commit": None, "dirty": None}
-    changes = git("status", "--porcelain", "--untracked-files=no")
+    changes = git("status", "--porcelain", "--untracked-files=no", "--", "bench", "codecs", "datasets")
     return {"commit": commit, "dirty": None if changes is None else bool(changes)}
 
 
