@@ -63,12 +63,19 @@ def test_unusable_input_exits_2(runs, tmp_path):
     assert compare(runs[0], tmp_path / "missing").exit_code == 2
 
 
-def test_provenance_differences_are_noted(runs, tmp_path):
+def on_another_machine(run: Path, tmp_path: Path, key: str, value: str) -> Path:
+    """A copy of ``run`` whose run.json says it ran on a machine whose ``key`` (provenance.machine) was
+    ``value``."""
     other = tmp_path / "other"
-    shutil.copytree(runs[6], other)
+    shutil.copytree(run, other)
     document = json.loads((other / "run.json").read_text())
-    document["provenance"]["machine"]["cpu"] = "Another CPU"
+    document["provenance"]["machine"][key] = value
     (other / "run.json").write_text(json.dumps(document))
+    return other
+
+
+def test_provenance_differences_are_noted(runs, tmp_path):
+    other = on_another_machine(runs[6], tmp_path, "cpu", "Another CPU")
     result = compare(runs[6], other)
     assert result.exit_code == 0
     assert "note: provenance differs: machine.cpu:" in result.output and "Another CPU (NEW)" in result.output
@@ -101,11 +108,7 @@ def test_a_heavier_learned_codec_fails_the_kmac_gate(tmp_path):
 
 
 def test_time_is_gated_only_between_runs_on_the_same_cpu_model(runs, tmp_path):
-    other = tmp_path / "other"
-    shutil.copytree(runs[6], other)
-    document = json.loads((other / "run.json").read_text())
-    document["provenance"]["machine"]["cpu_id"] = "GenuineIntel family 6 model 85 stepping 7"
-    (other / "run.json").write_text(json.dumps(document))
+    other = on_another_machine(runs[6], tmp_path, "cpu_id", "GenuineIntel family 6 model 85 stepping 7")
     result = compare(runs[0], other, "--max-time-ratio", "1.5", "--max-kmac-ratio", "1.1")
     assert "note: time ratios not gated: the runs were measured on different CPU models" in result.output
     assert result.exit_code == 0 and "enc_ratio > 1.5" not in result.output  # failed on the same CPU
