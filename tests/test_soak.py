@@ -14,7 +14,7 @@ import pytest
 from test_processes import REPO, mark_processes, marked, run_command, stored_keys, survivors
 
 KILLS = 10  # per executor
-MAX_DELAY_S = 8.0  # a kill comes at a random moment up to this long after the start: startup included
+MAX_DELAY_S = 5.0  # a kill comes at a random moment up to this long after the start: startup included
 BUDGET_S = 240.0  # the whole test, on 2 cores
 SMALL = ("--codecs", "jpeg", "--qualities", "jpeg=20,50,80", "--metrics", "psnr_rgb", "--jobs", "2")
 
