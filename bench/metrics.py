@@ -45,6 +45,69 @@ def psnr_y(reference: np.ndarray, reconstruction: np.ndarray) -> float:
     return psnr_from_mse(float(np.mean(diff * diff)))
 
 
+def yuv_planes(image: np.ndarray, bits: int) -> np.ndarray:
+    """JPEG AI's conversion of 8-bit RGB: to [0, 1] rounded to ``bits``, BT.709 full range without luma
+    offset (Y = 0.2126 R + 0.7152 G + 0.0722 B, U = (B - Y) / 1.8556 + 0.5, V = (R - Y) / 1.5748 + 0.5),
+    clamped to [0, 1] and rounded to ``bits``: 3 x H x W integer-valued float64 planes."""
+    top = (1 << bits) - 1
+    rgb = np.round(image.astype(np.float64) * (top / 255.0)) / top
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    luma = red * 0.2126 + green * 0.7152 + blue * 0.0722
+    planes = np.stack([luma, (blue - luma) / 1.8556 + 0.5, (red - luma) / 1.5748 + 0.5])
+    return np.round(np.clip(planes, 0.0, 1.0) * top)
+
+
+def yuv_psnrs(reference: np.ndarray, reconstruction: np.ndarray, bits: int) -> tuple[float, float, float]:
+    """PSNR of the Y, U and V planes (``yuv_planes``) at ``bits``, peak 2^bits - 1."""
+    _check_pair(reference, reconstruction)
+    diff = yuv_planes(reference, bits) - yuv_planes(reconstruction, bits)
+    mse = np.mean(diff * diff, axis=(1, 2))
+    return tuple(psnr_from_mse(float(m), (1 << bits) - 1) for m in mse)
+
+
+def psnr_yuv_611(planes: tuple[float, float, float]) -> float:
+    """(6 PSNR_Y + PSNR_U + PSNR_V) / 8."""
+    return (6 * planes[0] + planes[1] + planes[2]) / 8
+
+
+def _yuv_metric(bits: int, plane: int | None):
+    """The function of one YUV metric: a plane's PSNR (0, 1, 2 for Y, U, V), or None for 6:1:1."""
+
+    def compute(reference: np.ndarray, reconstruction: np.ndarray) -> float:
+        planes = yuv_psnrs(reference, reconstruction, bits)
+        return psnr_yuv_611(planes) if plane is None else planes[plane]
+
+    return compute
+
+
+def _yuv_metrics() -> list[Metric]:
+    """psnr_yuv10 with its planes psnr_y10, psnr_u10, psnr_v10; psnr_yuv with psnr_u, psnr_v (8-bit: its Y
+    plane is rounded to 8 bits, unlike psnr_y's)."""
+    metrics = []
+    for bits, planes in ((10, "yuv"), (8, "uv")):
+        suffix = "10" if bits == 10 else ""
+        for plane in ("yuv", *planes):
+            what = (
+                f"PSNR (peak {(1 << bits) - 1}) of the {plane.upper()} plane"
+                if plane != "yuv"
+                else "(6 PSNR Y + PSNR U + PSNR V) / 8 of the planes"
+            )
+            metrics.append(
+                Metric(
+                    name=f"psnr_{plane}{suffix}",
+                    label=f"PSNR {'YUV 6:1:1' if plane == 'yuv' else plane.upper()} {bits}-bit (dB)",
+                    unit="dB",
+                    direction=HIGHER,
+                    fmt="{:.2f}",
+                    doc=f"{what} of JPEG AI's BT.709 full-range conversion, RGB and planes rounded to {bits} bits",
+                    compute=_yuv_metric(bits, None if plane == "yuv" else "yuv".index(plane)),
+                    reads=f"JPEG AI {bits}-bit YUV of 8-bit RGB",
+                    groups=("yuv",),
+                )
+            )
+    return metrics
+
+
 def ms_ssim(reference: np.ndarray, reconstruction: np.ndarray) -> float:
     """MS-SSIM with pytorch-msssim's defaults on RGB (data range 255, channel mean); MetricUndefined for
     an image with a side under 161 px."""
@@ -83,6 +146,8 @@ def ciede2000(reference: np.ndarray, reconstruction: np.ndarray) -> float:
     return float(np.mean(deltaE_ciede2000(rgb2lab(reference), rgb2lab(reconstruction))))
 
 
+YUV_METRICS = _yuv_metrics()
+
 METRICS = [
     Metric(
         name="psnr_rgb",
@@ -108,6 +173,7 @@ METRICS = [
         groups=("default",),
         compressai_key="psnr-y",
     ),
+    *YUV_METRICS,
     Metric(
         name="ms_ssim",
         label="MS-SSIM",

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from PIL import Image
 from skimage import data
 
-from bench import measures
+from bench import measures, metrics
 from bench.bd import bd_details, bd_rate, monotone_points
 from bench.cli import cli
 from bench.errors import UserError
@@ -82,11 +82,14 @@ def test_metrics_grammar_names_groups_additions_and_all():
     assert measures.resolve_metrics("psnr_y", default) == ["psnr_y"]
     assert measures.resolve_metrics("+ciede2000", default) == [*default, "ciede2000"]
     assert measures.resolve_metrics("+color", default) == [*default, "ciede2000"]
+    yuv = [m.name for m in metrics.YUV_METRICS]
+    in_registry_order = [name for name in measures.all_metrics() if name in default + yuv]
+    assert measures.resolve_metrics("+yuv", default) == in_registry_order
     assert measures.resolve_metrics("psnr_rgb,color", default) == ["psnr_rgb", "ciede2000"]
     assert measures.resolve_metrics("all", default) == list(measures.all_metrics())
     assert measures.with_sources(["ms_ssim_db"]) == ["ms_ssim", "ms_ssim_db"]
     with pytest.raises(
-        UserError, match=r"no metric or group 'enc_s'; choose from all, default, color, psnr_rgb"
+        UserError, match=r"no metric or group 'enc_s'; choose from all, default, yuv, color, psnr_rgb"
     ):
         measures.resolve_metrics("enc_s", default)
 

@@ -45,12 +45,16 @@ def test_psnr_y_is_bt709_luma_unrounded():
 
 
 def test_identical_images_give_each_metric_its_perfect_value(astronaut):
-    row = measures.compute(["psnr_rgb", "psnr_y", "ms_ssim_db", "ciede2000"], astronaut, astronaut.copy())
+    yuv = [m.name for m in metrics.YUV_METRICS]
+    row = measures.compute(
+        ["psnr_rgb", "psnr_y", "ms_ssim_db", "ciede2000", *yuv], astronaut, astronaut.copy()
+    )
     assert row["psnr_rgb"] == math.inf and row["psnr_y"] == math.inf
+    assert all(row[name] == math.inf for name in yuv)
     assert row["ms_ssim"] == 1.0 and row["ms_ssim_db"] == math.inf and row["metric_notes"] == {}
     assert row["ciede2000"] == 0.0
     assert row["metric_versions"] == {
-        name: "1" for name in ("psnr_rgb", "psnr_y", "ms_ssim", "ms_ssim_db", "ciede2000")
+        name: "1" for name in ("psnr_rgb", "psnr_y", "ms_ssim", "ms_ssim_db", "ciede2000", *yuv)
     }
 
 
@@ -105,8 +109,9 @@ def test_shape_mismatch_is_an_error(astronaut):
         metrics.psnr_rgb(astronaut, astronaut[1:])
 
 
-def test_ciede2000_of_kodim01_against_pillow_q50_jpeg(kodak_dir):
-    """The reference value of the field's notes: kodim01 vs Pillow's quality-50 JPEG, 3.18190."""
+@pytest.fixture()
+def kodim01_q50(kodak_dir) -> tuple[np.ndarray, np.ndarray]:
+    """The reference pair of the field's notes: kodim01 and Pillow's quality-50 JPEG of it, decoded."""
     import io
 
     from PIL import Image
@@ -114,8 +119,33 @@ def test_ciede2000_of_kodim01_against_pillow_q50_jpeg(kodak_dir):
     original = np.asarray(Image.open(kodak_dir / "kodim01.png").convert("RGB"))
     buffer = io.BytesIO()
     Image.fromarray(original).save(buffer, format="JPEG", quality=50)
-    decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
-    assert metrics.ciede2000(original, decoded) == pytest.approx(3.18190, abs=1e-4)
+    return original, np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+
+
+def test_ciede2000_of_kodim01_against_pillow_q50_jpeg(kodim01_q50):
+    assert metrics.ciede2000(*kodim01_q50) == pytest.approx(3.18190, abs=1e-4)
+
+
+def test_psnr_yuv_of_kodim01_against_pillow_q50_jpeg_at_10_and_8_bits(kodim01_q50):
+    """The reference values (JPEG AI's conversion): 33.3034 at 10 bits (Y/U/V 30.3063 / 43.2596 /
+    41.3300), 33.2326 at 8 bits."""
+    row = measures.compute([m.name for m in metrics.YUV_METRICS], *kodim01_q50)
+    expected = {"psnr_yuv10": 33.3034, "psnr_y10": 30.3063, "psnr_u10": 43.2596, "psnr_v10": 41.3300}
+    assert {name: round(row[name], 4) for name in expected} == expected
+    assert round(row["psnr_yuv"], 4) == 33.2326
+    y8 = metrics.yuv_psnrs(*kodim01_q50, 8)[0]  # rounded to 8 bits: not psnr_y, which is unrounded
+    assert row["psnr_yuv"] == pytest.approx((6 * y8 + row["psnr_u"] + row["psnr_v"]) / 8)
+    assert round(y8, 4) == 30.2976 and round(metrics.psnr_y(*kodim01_q50), 4) == 30.3103
+
+
+def test_psnr_yuv_of_two_greys_is_the_closed_form():
+    """Greys have U = V = 0.5 (identical planes: inf); Y at 10 bits is round(v * 1023 / 255): 514 for 128,
+    518 for 129, so PSNR Y10 = 10 log10(1023^2 / 4^2); 6:1:1 of an infinite plane is infinite."""
+    grey, lighter = np.full((4, 4, 3), 128, np.uint8), np.full((4, 4, 3), 129, np.uint8)
+    assert metrics.yuv_planes(grey, 10)[0, 0, 0] == 514 and metrics.yuv_planes(lighter, 10)[0, 0, 0] == 518
+    y10, u10, v10 = metrics.yuv_psnrs(grey, lighter, 10)
+    assert y10 == pytest.approx(10 * math.log10(1023**2 / 16), abs=1e-9) and u10 == v10 == math.inf
+    assert metrics.yuv_psnrs(grey, lighter, 8) == (pytest.approx(10 * math.log10(255**2)), math.inf, math.inf)
 
 
 def test_ciede2000_of_two_greys_is_the_closed_form():
