@@ -303,7 +303,7 @@ def metrics_command(no_cost: bool, docs_table: bool) -> None:
             click.echo(f"    why: {reason}")
         better = f"{metric.direction} is better" if metric.direction else "no direction"
         source = f" (from {metric.source})" if metric.source else ""
-        click.echo(f"    version {metric.version}; {better}; reads {metric.reads}{source}")
+        click.echo(f"    version {metric.current_version()}; {better}; reads {metric.reads}{source}")
         groups = ", ".join(metric.groups) or "-"
         click.echo(f"    groups: {groups}; cost per 768x512 image: {cost}[{metric.cost}]")
 

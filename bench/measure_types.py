@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -59,8 +60,27 @@ class Metric(Measure):
     groups: tuple[str, ...] = ()  # "default": computed by every run unless --metrics says otherwise
     summary: bool = False  # shown in the summary of `bench run`
     compared: bool = True  # among the default metrics that bd, report and compare show
+    # Beyond Python modules: ``probe()`` says why it cannot run here (a missing tool), or None; its result
+    # is cached per process. ``tool_version()`` names the tool's version, appended to ``version``.
+    probe: Callable[[], str | None] | None = None
+    tool_version: Callable[[], str] | None = None
+    ceiling: float | None = None  # a best value it saturates at (VMAF's 100); BD drops points there
 
     def unavailable(self) -> str | None:
         """None when it can be computed here, else why not."""
         missing = [module for module in self.requires if importlib.util.find_spec(module) is None]
-        return f"{self.name} needs the Python module(s) {', '.join(missing)}" if missing else None
+        if missing:
+            return f"{self.name} needs the Python module(s) {', '.join(missing)}"
+        return _probed(self.probe) if self.probe is not None else None
+
+    def current_version(self) -> str:
+        """The definition version, with the tool's version where it has one (``version+tool``)."""
+        if self.tool_version is None or self.unavailable():
+            return self.version
+        return f"{self.version}+{_probed(self.tool_version)}"
+
+
+@cache
+def _probed(function: Callable[[], str | None]) -> str | None:
+    """A probe's answer, asked once per process (tools do not come and go during a run)."""
+    return function()

@@ -413,7 +413,7 @@ def compute(names: Iterable[str], reference: np.ndarray, reconstruction: np.ndar
             values[name] = float(metric.compute(reference, reconstruction))
         except MetricUndefined as exc:
             values[name], notes[name] = math.nan, f"{name} undefined: {exc}"
-    versions = {name: metrics[name].version for name in values}
+    versions = {name: metrics[name].current_version() for name in values}
     return values | {VERSIONS_COLUMN: versions, NOTES_COLUMN: notes}
 
 
@@ -445,7 +445,7 @@ def stale(row: dict[str, Any], names: Iterable[str]) -> list[str]:
     """The metrics of ``names`` that a stored row lacks or holds at another version than today's."""
     versions = _json(row.get(VERSIONS_COLUMN))
     metrics = all_metrics()
-    return [name for name in names if versions.get(name) != metrics[name].version]
+    return [name for name in names if versions.get(name) != metrics[name].current_version()]
 
 
 def cost_seconds(metric: Metric, side: tuple[int, int] = (512, 768)) -> float:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -35,14 +37,14 @@ class Chromium:
             [binary, *self.FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its renderers and crash handler share one group, killed in close()
         )
         self.next_id = 0
         self.events: list[dict] = []
         try:
             self.socket = self._connect(Path(profile) / "DevToolsActivePort")
         except BaseException:
-            self.process.kill()
-            self.process.wait(timeout=30)
+            self._stop()
             raise
 
     def _connect(self, port_file: Path):
@@ -78,8 +80,25 @@ class Chromium:
 
     def close(self) -> None:
         self.socket.close()
+        self._stop()
+
+    def _stop(self) -> None:
+        """Ends the browser and every process it started, which may still be writing to its profile."""
         self.process.terminate()
-        self.process.wait(timeout=30)
+        try:
+            self.process.wait(timeout=30)
+        finally:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # the group is gone once no member is left to signal
+                try:
+                    os.killpg(self.process.pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
 
 
 @pytest.fixture(name="chromium")

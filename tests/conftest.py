@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -39,3 +42,12 @@ def kodak_dir(data_dir: Path) -> Path:
     if len(list(path.glob("kodim*.png"))) != 24:
         skip_or_fail(f"the 24 Kodak images are not in {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def kodim01_q50(kodak_dir) -> tuple[np.ndarray, np.ndarray]:
+    """The reference pair of the field's notes: kodim01 and Pillow's quality-50 JPEG of it, decoded."""
+    original = np.asarray(Image.open(kodak_dir / "kodim01.png").convert("RGB"))
+    buffer = io.BytesIO()
+    Image.fromarray(original).save(buffer, format="JPEG", quality=50)
+    return original, np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))

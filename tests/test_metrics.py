@@ -109,19 +109,6 @@ def test_shape_mismatch_is_an_error(astronaut):
         metrics.psnr_rgb(astronaut, astronaut[1:])
 
 
-@pytest.fixture()
-def kodim01_q50(kodak_dir) -> tuple[np.ndarray, np.ndarray]:
-    """The reference pair of the field's notes: kodim01 and Pillow's quality-50 JPEG of it, decoded."""
-    import io
-
-    from PIL import Image
-
-    original = np.asarray(Image.open(kodak_dir / "kodim01.png").convert("RGB"))
-    buffer = io.BytesIO()
-    Image.fromarray(original).save(buffer, format="JPEG", quality=50)
-    return original, np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
-
-
 def test_ciede2000_of_kodim01_against_pillow_q50_jpeg(kodim01_q50):
     assert metrics.ciede2000(*kodim01_q50) == pytest.approx(3.18190, abs=1e-4)
 
