@@ -30,6 +30,7 @@ from bench.codec import check_codec, resources_for
 from bench.errors import UserError
 from bench.executors import probe_here
 from bench.lifeline import lifeline
+from bench.measures import unavailable_here
 from bench.worker import Task, failed_row, run_task
 
 if TYPE_CHECKING:
@@ -161,6 +162,24 @@ def probe_codecs(scheduler: str, entries: Sequence[CatalogEntry]) -> list[tuple[
         client.close()
 
 
+def probe_metrics(scheduler: str, names: Sequence[str]) -> dict[str, str]:
+    """Why each metric of ``names`` that some worker of the cluster at ``scheduler`` cannot compute
+    cannot (any worker may get any task): the first worker's reason, with how many workers lack it."""
+    client = _connect(scheduler)
+    try:
+        answers = list(client.run(unavailable_here, list(names)).values())
+    finally:
+        client.close()
+    reasons: dict[str, str] = {}
+    for name in names:
+        lacking = [answer[name] for answer in answers if name in answer]
+        if lacking:
+            reasons[name] = (
+                f"{lacking[0]} (on {len(lacking)} of the {len(answers)} Dask workers at {scheduler})"
+            )
+    return reasons
+
+
 def _allowed_failures(dask_scheduler) -> int:
     return dask_scheduler.allowed_failures
 
@@ -256,6 +275,10 @@ class DaskExecutor:
     def probe(self, entries: Sequence[CatalogEntry]) -> list[tuple[str | None, dict[str, str]]]:
         """The workers of the cluster at the scheduler answer; a LocalCluster's would answer as here."""
         return probe_codecs(self.scheduler, entries) if self.scheduler else probe_here(entries)
+
+    def probe_metrics(self, names: Sequence[str]) -> dict[str, str]:
+        """The workers of the cluster at the scheduler answer; a LocalCluster's would answer as here."""
+        return probe_metrics(self.scheduler, names) if self.scheduler else unavailable_here(names)
 
     def run(self, tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
         """Run tasks on the cluster, yielding rows as they finish. Images are shipped from the client

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from bench.catalog import CatalogEntry
 from bench.codec import check_codec
 from bench.lifeline import die_with_parent, lifeline
+from bench.measures import unavailable_here
 from bench.worker import Task, run_task
 
 if TYPE_CHECKING:
@@ -34,6 +35,9 @@ class Executor(Protocol):
     def probe(self, entries: Sequence[CatalogEntry]) -> list[tuple[str | None, dict[str, str]]]:
         """For each resolved entry, where the tasks will run: why its codec cannot run (None if it
         can) and its versions (bench.codec.check_codec's answer)."""
+
+    def probe_metrics(self, names: Sequence[str]) -> dict[str, str]:
+        """Why each metric of ``names`` that cannot be computed where the tasks will run cannot."""
 
     def run(self, tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
         """The tasks' rows, in completion order, on ``jobs`` workers."""
@@ -66,6 +70,9 @@ class InlineExecutor:
     def probe(self, entries: Sequence[CatalogEntry]) -> list[tuple[str | None, dict[str, str]]]:
         return probe_here(entries)
 
+    def probe_metrics(self, names: Sequence[str]) -> dict[str, str]:
+        return unavailable_here(names)
+
     def run(self, tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
         with lifeline(self.notes):
             for task in tasks:
@@ -91,6 +98,9 @@ class LocalExecutor:
 
     def probe(self, entries: Sequence[CatalogEntry]) -> list[tuple[str | None, dict[str, str]]]:
         return probe_here(entries)
+
+    def probe_metrics(self, names: Sequence[str]) -> dict[str, str]:
+        return unavailable_here(names)
 
     def run(self, tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
         """Run tasks on ``jobs`` spawned worker processes, yielding rows as they finish.

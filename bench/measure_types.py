@@ -47,10 +47,13 @@ class Metric(Measure):
     """A measure computed from the original and its reconstruction (8-bit RGB arrays, H x W x 3).
 
     ``compute(reference, reconstruction) -> float`` raises MetricUndefined for a pair it has no value
-    for; a derived metric has ``source`` (another metric) and ``derive(value) -> float`` instead.
+    for. Metrics that come out of one computation share a ``family(reference, reconstruction)``
+    function instead, which returns every member's value by name and is called once per pair. A
+    derived metric has ``source`` (another metric) and ``derive(value) -> float``.
     """
 
     compute: Callable[[np.ndarray, np.ndarray], float] | None = None
+    family: Callable[[np.ndarray, np.ndarray], dict[str, float]] | None = None
     source: str | None = None
     derive: Callable[[float], float] | None = None
     reads: str = "8-bit RGB"
@@ -71,7 +74,8 @@ class Metric(Measure):
         missing = [module for module in self.requires if importlib.util.find_spec(module) is None]
         if missing:
             return f"{self.name} needs the Python module(s) {', '.join(missing)}"
-        return _probed(self.probe) if self.probe is not None else None
+        reason = _probed(self.probe) if self.probe is not None else None
+        return f"{self.name}: {reason}" if reason else None
 
     def current_version(self) -> str:
         """The definition version, with the tool's version where it has one (``version+tool``)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Iterable
 from functools import cache
@@ -27,6 +28,7 @@ from bench.metrics import METRICS
 __all__ = ["HIGHER", "LOWER", "Measure", "Metric", "MetricUndefined"]  # what plug-ins import from here
 ENTRY_POINT_GROUP = "bench.metrics"
 VERSIONS_COLUMN, NOTES_COLUMN = "metric_versions", "metric_notes"
+DEFAULT_METRICS_ENV = "BENCH_DEFAULT_METRICS"
 
 
 def _column(name: str, label: str, doc: str, **settings: Any) -> Measure:
@@ -312,39 +314,53 @@ def groups() -> dict[str, list[str]]:
     return found
 
 
+def _items(spec: str | None) -> list[tuple[bool, str]]:
+    """The items of a ``--metrics`` value: (adds to the default, name or group)."""
+    items = [part.strip() for part in (spec or "").split(",")]
+    return [(item.startswith("+"), item.lstrip("+")) for item in items if item]
+
+
+def _expand(name: str, default: list[str], option: str) -> set[str]:
+    """The metrics one item names: ``all``, ``default``, a group or a metric."""
+    metrics, known = all_metrics(), groups()
+    if name == "all":
+        return set(metrics)
+    if name == "default":
+        return set(default)
+    if name in known:
+        return set(known[name])
+    if name in metrics:
+        return {name}
+    choices = ", ".join(["all", *known, *metrics])
+    raise UserError(f"{option}: no metric or group {name!r}; choose from {choices}")
+
+
 def resolve_metrics(spec: str | None, default: list[str], option: str = "--metrics") -> list[str]:
     """The metric names a ``--metrics`` value asks for, in registry order.
 
     Items are names or groups; ``+NAME`` or ``+GROUP`` adds to ``default``; ``all`` is every metric.
     Plain items replace the default; an unknown item is a UserError listing the choices.
     """
-    metrics, known = all_metrics(), groups()
-    if spec is None or not spec.strip():
-        return [name for name in metrics if name in default]
+    items = _items(spec)
     chosen: set[str] = set()
-    plain = False
-    for item in (part.strip() for part in spec.split(",")):
-        if not item:
-            continue
-        adds = item.startswith("+")
-        name = item[1:] if adds else item
-        plain = plain or not adds
-        if name == "all":
-            chosen |= set(metrics)
-        elif name == "default":
-            chosen |= set(default)
-        elif name in known:
-            chosen |= set(known[name])
-        elif name in metrics:
-            chosen.add(name)
-        else:
-            choices = ", ".join(["all", *known, *metrics])
-            raise UserError(f"{option}: no metric or group {name!r}; choose from {choices}")
-    if not plain:
+    for _, name in items:
+        chosen |= _expand(name, default, option)
+    if all(adds for adds, _ in items):
         chosen |= set(default)
     if not chosen:
         raise UserError(f"{option} names no metric")
-    return [name for name in metrics if name in chosen]
+    return [name for name in all_metrics() if name in chosen]
+
+
+def asked_for(spec: str | None) -> set[str]:
+    """The metrics a ``--metrics`` value names by name or group: not those of ``default`` or ``all``,
+    which a run leaves out with a note when they cannot run there."""
+    return {
+        metric
+        for _, name in _items(spec)
+        if name not in ("all", "default")
+        for metric in with_sources(_expand(name, [], "--metrics"))
+    }
 
 
 def named(spec: str | None) -> list[str]:
@@ -360,8 +376,11 @@ def summary_metrics(spec: str | None = None) -> list[str]:
 
 
 def default_metrics() -> list[str]:
-    """What `bench run` computes unless --metrics says otherwise: the ``default`` group."""
-    return list(groups().get("default", []))
+    """What `bench run` computes unless --metrics says otherwise: the metrics $BENCH_DEFAULT_METRICS
+    names (in the --metrics grammar, ``+NAME`` adding to the group), else the ``default`` group."""
+    group = list(groups().get("default", []))
+    spec = os.environ.get(DEFAULT_METRICS_ENV, "").strip()
+    return resolve_metrics(spec, group, f"${DEFAULT_METRICS_ENV}") if spec else group
 
 
 def compared_by_default() -> list[str]:
@@ -383,11 +402,27 @@ def with_sources(names: Iterable[str]) -> list[str]:
     return [name for name in metrics if name in wanted]
 
 
+def unavailable_here(names: Iterable[str]) -> dict[str, str]:
+    """Why each of ``names`` cannot be computed in this process (a metric whose source cannot, neither),
+    for those that cannot; a name not registered here is one of them (a plug-in missing)."""
+    metrics = all_metrics()
+    reasons: dict[str, str] = {}
+    for name in names:
+        metric = metrics.get(name)
+        if metric is None:
+            reasons[name] = f"{name} is not registered here (is a plug-in missing?)"
+        elif metric.source is not None and metric.source in reasons:
+            reasons[name] = reasons[metric.source]
+        elif reason := metric.unavailable():
+            reasons[name] = reason
+    return reasons
+
+
 def check_available(names: Iterable[str]) -> None:
     """Raise a UserError naming each requested metric that cannot be computed here."""
-    reasons = [reason for name in names if (reason := all_metrics()[name].unavailable())]
+    reasons = unavailable_here(with_sources(names))
     if reasons:
-        raise UserError("; ".join(reasons))
+        raise UserError("; ".join(dict.fromkeys(reasons.values())))
 
 
 def compute(names: Iterable[str], reference: np.ndarray, reconstruction: np.ndarray) -> dict[str, Any]:
@@ -401,6 +436,7 @@ def compute(names: Iterable[str], reference: np.ndarray, reconstruction: np.ndar
     metrics = all_metrics()
     values: dict[str, float] = {}
     notes: dict[str, str] = {}
+    families: dict[Any, dict[str, float] | MetricUndefined] = {}
     for name in with_sources(names):
         metric = metrics[name]
         if metric.source is not None:
@@ -410,7 +446,18 @@ def compute(names: Iterable[str], reference: np.ndarray, reconstruction: np.ndar
                 notes[name] = notes[metric.source]
             continue
         try:
-            values[name] = float(metric.compute(reference, reconstruction))
+            if metric.family is None:
+                values[name] = float(metric.compute(reference, reconstruction))
+                continue
+            if metric.family not in families:
+                try:
+                    families[metric.family] = metric.family(reference, reconstruction)
+                except MetricUndefined as exc:
+                    families[metric.family] = exc
+            result = families[metric.family]
+            if isinstance(result, MetricUndefined):
+                raise result
+            values[name] = float(result[name])
         except MetricUndefined as exc:
             values[name], notes[name] = math.nan, f"{name} undefined: {exc}"
     versions = {name: metrics[name].current_version() for name in values}

@@ -6,6 +6,8 @@ package, see bench.measures); then `make docs` regenerates the column table of d
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 
 import numpy as np
@@ -70,12 +72,23 @@ def psnr_yuv_611(planes: tuple[float, float, float]) -> float:
     return (6 * planes[0] + planes[1] + planes[2]) / 8
 
 
-def _yuv_metric(bits: int, plane: int | None):
-    """The function of one YUV metric: a plane's PSNR (0, 1, 2 for Y, U, V), or None for 6:1:1."""
+def _yuv_names(bits: int) -> dict[str, int | None]:
+    """The YUV metrics at ``bits`` by name, each with its plane (0, 1, 2 for Y, U, V; None for 6:1:1).
+    At 8 bits the Y plane is psnr_y's business (unrounded), so only U and V get names."""
+    if bits == 10:
+        return {"psnr_yuv10": None, "psnr_y10": 0, "psnr_u10": 1, "psnr_v10": 2}
+    return {"psnr_yuv": None, "psnr_u": 1, "psnr_v": 2}
 
-    def compute(reference: np.ndarray, reconstruction: np.ndarray) -> float:
+
+def _yuv_family(bits: int):
+    """The family function of the YUV metrics at ``bits``: every plane's PSNR and 6:1:1 from one pass."""
+
+    def compute(reference: np.ndarray, reconstruction: np.ndarray) -> dict[str, float]:
         planes = yuv_psnrs(reference, reconstruction, bits)
-        return psnr_yuv_611(planes) if plane is None else planes[plane]
+        return {
+            name: psnr_yuv_611(planes) if plane is None else planes[plane]
+            for name, plane in _yuv_names(bits).items()
+        }
 
     return compute
 
@@ -84,28 +97,68 @@ def _yuv_metrics() -> list[Metric]:
     """psnr_yuv10 with its planes psnr_y10, psnr_u10, psnr_v10; psnr_yuv with psnr_u, psnr_v (8-bit: its Y
     plane is rounded to 8 bits, unlike psnr_y's)."""
     metrics = []
-    for bits, planes in ((10, "yuv"), (8, "uv")):
-        suffix = "10" if bits == 10 else ""
-        for plane in ("yuv", *planes):
+    for bits in (10, 8):
+        family = _yuv_family(bits)
+        for name, plane in _yuv_names(bits).items():
+            letter = "YUV"[plane] if plane is not None else None
             what = (
-                f"PSNR (peak {(1 << bits) - 1}) of the {plane.upper()} plane"
-                if plane != "yuv"
+                f"PSNR (peak {(1 << bits) - 1}) of the {letter} plane"
+                if letter
                 else "(6 PSNR Y + PSNR U + PSNR V) / 8 of the planes"
             )
             metrics.append(
                 Metric(
-                    name=f"psnr_{plane}{suffix}",
-                    label=f"PSNR {'YUV 6:1:1' if plane == 'yuv' else plane.upper()} {bits}-bit (dB)",
+                    name=name,
+                    label=f"PSNR {letter or 'YUV 6:1:1'} {bits}-bit (dB)",
                     unit="dB",
                     direction=HIGHER,
                     fmt="{:.2f}",
                     doc=f"{what} of JPEG AI's BT.709 full-range conversion, RGB and planes rounded to {bits} bits",
-                    compute=_yuv_metric(bits, None if plane == "yuv" else "yuv".index(plane)),
+                    family=family,
                     reads=f"JPEG AI {bits}-bit YUV of 8-bit RGB",
-                    groups=("yuv",),
+                    groups=("default", "yuv"),
+                    ceiling=math.inf,
                 )
             )
     return metrics
+
+
+def psnr_hvs_family(reference: np.ndarray, reconstruction: np.ndarray) -> dict[str, float]:
+    """PSNR-HVS and PSNR-HVS-M (Ponomarenko et al., the ``psnr_hvsm`` package) of the unrounded BT.709
+    luma divided by 255, as psnr_y forms it; a side that is not a multiple of 8 is padded by repeating
+    the last row or column (JPEG AI's convention). Identical images give the package's cap, 100."""
+    _check_pair(reference, reconstruction)
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints which optional backends it lacks
+        import psnr_hvsm
+
+    backend = psnr_hvsm.BACKENDS.get("cpp", psnr_hvsm.BACKENDS["numpy"])["psnr_hvs_hvsm"]
+    height, width = reference.shape[:2]
+    padding = ((0, -height % 8), (0, -width % 8))
+    luma = [np.pad(luma_bt709(image) / 255.0, padding, mode="edge") for image in (reference, reconstruction)]
+    with np.errstate(invalid="ignore", divide="ignore"):  # its NumPy backend divides 0 by 0 on flat blocks
+        hvs, hvs_m = backend(*luma)
+    return {"psnr_hvs": float(hvs), "psnr_hvs_m": float(hvs_m)}
+
+
+def _psnr_hvs_metrics() -> list[Metric]:
+    """psnr_hvs and psnr_hvs_m, one computation."""
+    return [
+        Metric(
+            name=name,
+            label=f"{label} (dB)",
+            unit="dB",
+            direction=HIGHER,
+            fmt="{:.2f}",
+            doc=f"{label} (Ponomarenko et al.; the psnr_hvsm package) on the unrounded BT.709 luma / 255, "
+            "sides padded to a multiple of 8 by repeating the edge; 100 (the package's cap) for identical images",
+            family=psnr_hvs_family,
+            reads="unrounded BT.709 luma of 8-bit RGB, / 255",
+            requires=("psnr_hvsm",),
+            groups=("default", "hvs"),
+            ceiling=100.0,
+        )
+        for name, label in (("psnr_hvs", "PSNR-HVS"), ("psnr_hvs_m", "PSNR-HVS-M"))
+    ]
 
 
 def ms_ssim(reference: np.ndarray, reconstruction: np.ndarray) -> float:
@@ -158,6 +211,7 @@ METRICS = [
         doc="10 log10(255² / MSE), MSE over all pixels and the three channels; `inf` for identical images",
         compute=psnr_rgb,
         groups=("default",),
+        ceiling=math.inf,
         summary=True,
         compressai_key="psnr-rgb",
     ),
@@ -171,9 +225,11 @@ METRICS = [
         compute=psnr_y,
         reads="BT.709 luma of 8-bit RGB",
         groups=("default",),
+        ceiling=math.inf,
         compressai_key="psnr-y",
     ),
     *YUV_METRICS,
+    *_psnr_hvs_metrics(),
     Metric(
         name="ms_ssim",
         label="MS-SSIM",
@@ -186,6 +242,7 @@ METRICS = [
         cost="moderate",
         groups=("default",),
         compared=False,
+        ceiling=1.0,
         compressai_key="ms-ssim-rgb",
     ),
     Metric(
@@ -200,6 +257,7 @@ METRICS = [
         requires=("torch", "pytorch_msssim"),
         cost="moderate",
         groups=("default",),
+        ceiling=math.inf,
         summary=True,
     ),
     Metric(
@@ -213,6 +271,7 @@ METRICS = [
         compute=ciede2000,
         requires=("skimage",),
         cost="moderate",
-        groups=("color",),
+        groups=("default", "color"),
+        ceiling=0.0,
     ),
 ]

@@ -138,6 +138,25 @@ def resolve_codecs(request: RunRequest, notes: list[str]) -> list[CodecRecord]:
     return resolved
 
 
+def resolve_metrics(request: RunRequest, notes: list[str]) -> list[str]:
+    """The metrics to compute, with their sources. One that cannot be computed where the tasks run is
+    refused when --metrics names it (or its group), unless --skip-unavailable; else it is left out with
+    a note, as unavailable default codecs are."""
+    asked = measures.with_sources(measures.resolve_metrics(request.metrics, measures.default_metrics()))
+    reasons = make_executor(request).probe_metrics(asked)
+    refused = [reason for name, reason in reasons.items() if name in measures.asked_for(request.metrics)]
+    if refused and not request.skip_unavailable:
+        lines = dict.fromkeys(
+            f"metric {reason} (--skip-unavailable computes the others)" for reason in refused
+        )
+        raise UserError("\n".join(lines))
+    notes.extend(dict.fromkeys(f"left out: metric {reason}" for reason in reasons.values()))
+    metrics = [name for name in asked if name not in reasons]
+    if not metrics:
+        raise UserError("no available metric to compute (see `bench metrics`)")
+    return metrics
+
+
 def _config_id(
     dataset_name: str, images: list[datasets.ImageInfo], codecs: list[CodecRecord], timing: TimingPlan
 ) -> str:
@@ -164,9 +183,8 @@ def resolve(request: RunRequest) -> RunPlan:
         raise UserError("--jobs must be at least 1")
     if request.images is not None and request.images < 1:
         raise UserError("--images must be at least 1")
-    metrics = measures.with_sources(measures.resolve_metrics(request.metrics, measures.default_metrics()))
-    measures.check_available(metrics)
     notes: list[str] = []
+    metrics = resolve_metrics(request, notes)
     codecs = resolve_codecs(request, notes)
     try:
         timing, jobs, timing_notes = plan_timing(

@@ -12,6 +12,19 @@ import pytest
 from PIL import Image
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+TEST_METRICS = "psnr_rgb,psnr_y,ms_ssim_db"  # what runs compute in tests that do not test metrics
+
+
+@pytest.fixture(autouse=True)
+def cheap_default_metrics(monkeypatch):
+    """Runs compute the cheapest useful metrics unless a test asks for the full default set."""
+    monkeypatch.setenv("BENCH_DEFAULT_METRICS", TEST_METRICS)
+
+
+@pytest.fixture()
+def full_default_metrics(monkeypatch):
+    """The real default set of metrics (undoing cheap_default_metrics)."""
+    monkeypatch.delenv("BENCH_DEFAULT_METRICS")
 
 
 def skip_or_fail(reason: str, installable: bool = True) -> None:

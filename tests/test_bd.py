@@ -202,3 +202,26 @@ def test_monotone_points_keep_the_rising_front():
     assert keep.tolist() == [True, False, True, True, False, False, True, False]
     kept = [(r, q) for r, q, k in zip(rates, qualities, keep, strict=True) if k]
     assert math.isfinite(bd_rate(ANCHOR, kept))
+
+
+def test_points_where_a_metric_saturates_are_left_out_of_bd_and_counted():
+    """psnr_hvs saturates at 100 (psnr_hvsm's cap): the saturated top points of both codecs are skipped,
+    and BD is that of the remaining points, which lie on two lines (a closed form)."""
+    import pandas as pd
+
+    from bench.report.bdtable import bd_table
+
+    rates = [0.25, 0.5, 1.0, 2.0, 4.0]
+    rows = []
+    for label, intercept in (("anchor", 35.0), ("test", 38.0)):
+        curve = line_curve(rates[:4], intercept) + [(rates[4], 100.0)]
+        rows += [
+            {"label": label, "image": "a.png", "image_sha256": "a", "quality": q, "bpp": r, "psnr_hvs": v,
+             "error": None}
+            for q, (r, v) in enumerate(curve)
+        ]  # fmt: skip
+    table = bd_table(pd.DataFrame(rows), "anchor", ["psnr_hvs"], mode="image")
+    cell = table.cells[("test", "psnr_hvs")]
+    assert cell.skipped == 1 and table.anchor_skipped["psnr_hvs"] == 1 and cell.dropped == 0
+    # 3 dB higher on a slope of 10 dB per decade: the test needs 10^-0.3 of the rate
+    assert cell.value == pytest.approx((10**-0.3 - 1) * 100, rel=1e-9)

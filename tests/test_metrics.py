@@ -52,7 +52,7 @@ def test_identical_images_give_each_metric_its_perfect_value(astronaut):
     assert row["psnr_rgb"] == math.inf and row["psnr_y"] == math.inf
     assert all(row[name] == math.inf for name in yuv)
     assert row["ms_ssim"] == 1.0 and row["ms_ssim_db"] == math.inf and row["metric_notes"] == {}
-    assert row["ciede2000"] == 0.0
+    assert row["ciede2000"] == pytest.approx(0.0, abs=1e-12)  # skimage leaves ~1e-15 of rounding
     assert row["metric_versions"] == {
         name: "1" for name in ("psnr_rgb", "psnr_y", "ms_ssim", "ms_ssim_db", "ciede2000", *yuv)
     }
@@ -148,3 +148,27 @@ def test_ciede2000_of_two_greys_is_the_closed_form():
     s_l = 1 + 0.015 * (mean - 50) ** 2 / math.sqrt(20 + (mean - 50) ** 2)
     grey, lighter = np.full((4, 4, 3), 128, np.uint8), np.full((4, 4, 3), 138, np.uint8)
     assert metrics.ciede2000(grey, lighter) == pytest.approx(abs(l1 - l2) / s_l, rel=1e-6)
+
+
+def test_psnr_hvs_and_hvs_m_of_kodim01_against_pillow_q50_jpeg(kodim01_q50):
+    """The reference values for Y unrounded, / 255 (psnr_hvsm's NumPy backend gives the same)."""
+    row = measures.compute(["psnr_hvs", "psnr_hvs_m"], *kodim01_q50)
+    assert round(row["psnr_hvs"], 4) == 33.8412 and round(row["psnr_hvs_m"], 4) == 43.8572
+
+
+def test_psnr_hvs_pads_sides_to_a_multiple_of_8_by_repeating_the_edge():
+    """psnr_hvsm itself takes only multiples of 8 (its C++ backend aborts the process otherwise)."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        import psnr_hvsm
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (21, 13, 3), dtype=np.uint8)
+    noisy = np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8)
+    padded = [np.pad(metrics.luma_bt709(x) / 255, ((0, 3), (0, 3)), mode="edge") for x in (image, noisy)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = psnr_hvsm.BACKENDS["numpy"]["psnr_hvs_hvsm"](*padded)
+    row = metrics.psnr_hvs_family(image, noisy)
+    assert (row["psnr_hvs"], row["psnr_hvs_m"]) == pytest.approx(tuple(map(float, expected)), abs=1e-9)
+    assert row["psnr_hvs_m"] > row["psnr_hvs"]  # masking forgives part of the error

@@ -170,7 +170,7 @@ def test_non_monotonic_and_infinite_points_are_dropped_and_counted(csv_copy, bj)
     expected = reference_bd(bj, anchor_curve, webp.iloc[:-1], "psnr_rgb")
     assert document["per_image"]["webp/psnr_rgb"]["chelsea.png"] == pytest.approx(expected, rel=1e-9)
     text = invoke("bd", csv_copy, "--anchor", "jpeg", "--metrics", "psnr_rgb").stdout
-    assert "jpeg psnr_rgb: 1 point(s) with infinite quality skipped" in text
+    assert "jpeg psnr_rgb: 1 saturated point(s) skipped (infinite, or at its ceiling)" in text
     assert "0 / 1 / " in text  # webp: no undefined image, one point dropped
 
 

@@ -4,8 +4,9 @@
 then the mean over the images where it is defined, with a bootstrap 95 % confidence interval over
 images and the count of images where it is undefined. ``mode="curve"`` (as most papers): BD between
 the dataset-mean curves. Before BD, points that are not on the curve's improving front (quality not
-better than every point of lower or equal rate, in the metric's own direction) and points with an
-infinite quality are dropped and counted.
+better than every point of lower or equal rate, in the metric's own direction) and points where the
+metric saturates (an infinite PSNR, a value at the metric's ceiling, such as VMAF's 100) are dropped
+and counted: BD would otherwise interpolate a flat curve.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from bench.report.curves import image_curves, mean_curves
 MODES = ("image", "curve")
 BOOTSTRAP_SAMPLES = 10000
 LOW_OVERLAP = 0.75
+CEILING_TOLERANCE = 1e-9  # a value this close to its metric's ceiling is saturated (CIEDE2000's 1e-15)
 
 
 @dataclass
@@ -39,7 +41,7 @@ class BDCell:
     images: int = 0  # images compared (image mode) or averaged into the test curve (curve mode)
     undefined: int = 0  # images where BD is undefined (image mode)
     dropped: int = 0  # non-monotonic points of the test dropped before BD
-    skipped: int = 0  # points of the test with an infinite quality
+    skipped: int = 0  # points of the test where the metric saturates
     overlap: float = math.nan  # mean overlap fraction over the images where BD is defined
     reason: str | None = None  # why the value is NaN
     imported: bool = False
@@ -78,14 +80,18 @@ def bootstrap_ci(values: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int
 
 
 def prepare(
-    points: pd.DataFrame, higher_is_better: bool = True
+    points: pd.DataFrame, higher_is_better: bool = True, ceiling: float | None = None
 ) -> tuple[list[tuple[float, float]], int, int]:
-    """(the points BD uses, non-monotonic points dropped, points skipped for an infinite quality)."""
-    finite = np.isfinite(points["value"].to_numpy(dtype=float))
-    kept = points[finite]
+    """(the points BD uses, non-monotonic points dropped, points skipped where the metric saturates:
+    an infinite value, or one at ``ceiling``)."""
+    values = points["value"].to_numpy(dtype=float)
+    unsaturated = np.isfinite(values)
+    if ceiling is not None:
+        unsaturated &= ~np.isclose(values, ceiling, rtol=0, atol=CEILING_TOLERANCE)
+    kept = points[unsaturated]
     keep = monotone_points(kept["bpp"], kept["value"], higher_is_better)
     pairs = list(zip(kept["bpp"][keep], kept["value"][keep], strict=True))
-    return pairs, int((~keep).sum()), int((~finite).sum())
+    return pairs, int((~keep).sum()), int((~unsaturated).sum())
 
 
 def _image_cell(anchor: pd.DataFrame, test: pd.DataFrame, codec: str, metric: str, options) -> BDCell:
@@ -97,11 +103,11 @@ def _image_cell(anchor: pd.DataFrame, test: pd.DataFrame, codec: str, metric: st
         if sha not in anchor_by_image:
             continue
         cell.images += 1
-        test_pairs, dropped, skipped = prepare(points, options["higher"])
+        test_pairs, dropped, skipped = prepare(points, options["higher"], options["ceiling"])
         cell.dropped += dropped
         cell.skipped += skipped
         details = bd_details(
-            prepare(anchor_by_image[sha], options["higher"])[0],
+            prepare(anchor_by_image[sha], options["higher"], options["ceiling"])[0],
             test_pairs,
             options["method"],
             options["delta"],
@@ -130,12 +136,12 @@ def _image_cell(anchor: pd.DataFrame, test: pd.DataFrame, codec: str, metric: st
 def _curve_cell(anchor: pd.DataFrame, test: pd.DataFrame, codec: str, metric: str, options) -> BDCell:
     cell = BDCell(codec, metric, math.nan, imported=bool(test["imported"].any()))
     cell.images = int(test["images"].max()) if test["images"].notna().any() else 0
-    test_pairs, cell.dropped, cell.skipped = prepare(test, options["higher"])
+    test_pairs, cell.dropped, cell.skipped = prepare(test, options["higher"], options["ceiling"])
     if not test_pairs or anchor.empty:
         cell.reason = "no points for this metric" if not test_pairs else "the anchor has no points for it"
         return cell
     details = bd_details(
-        prepare(anchor, options["higher"])[0],
+        prepare(anchor, options["higher"], options["ceiling"])[0],
         test_pairs,
         options["method"],
         options["delta"],
@@ -184,17 +190,21 @@ def bd_table(
     cell_of = _image_cell if mode == "image" else _curve_cell
     for metric in metrics:
         options["higher"] = all_metrics()[metric].higher_is_better
+        options["ceiling"] = all_metrics()[metric].ceiling
         curves = _curves(rows, imported, metric, mode)
         reference = curves[curves["label"] == anchor]
         if mode == "image":
             per_image = [
-                prepare(points, options["higher"])[1:] for _, points in reference.groupby("image_sha256")
+                prepare(points, options["higher"], options["ceiling"])[1:]
+                for _, points in reference.groupby("image_sha256")
             ]
             anchor_dropped[metric] = sum(d for d, _ in per_image)
             anchor_skipped[metric] = sum(s for _, s in per_image)
             anchor_images = max(anchor_images, len(per_image))
         else:
-            _, anchor_dropped[metric], anchor_skipped[metric] = prepare(reference, options["higher"])
+            _, anchor_dropped[metric], anchor_skipped[metric] = prepare(
+                reference, options["higher"], options["ceiling"]
+            )
             if reference["images"].notna().any():
                 anchor_images = max(anchor_images, int(reference["images"].max()))
         for codec in codecs:

@@ -98,10 +98,14 @@ def notes(table: BDTable) -> list[str]:
         if math.isnan(cell.value):
             lines.append(f"{codec} {metric}: undefined: {cell.reason}")
         if cell.skipped:
-            lines.append(f"{codec} {metric}: {cell.skipped} point(s) with infinite quality skipped")
+            lines.append(
+                f"{codec} {metric}: {cell.skipped} saturated point(s) skipped (infinite, or at its ceiling)"
+            )
     for metric, skipped in table.anchor_skipped.items():
         if skipped:
-            lines.append(f"{table.anchor} {metric}: {skipped} point(s) with infinite quality skipped")
+            lines.append(
+                f"{table.anchor} {metric}: {skipped} saturated point(s) skipped (infinite, or at its ceiling)"
+            )
     return lines
 
 
