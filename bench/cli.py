@@ -97,8 +97,9 @@ def cli(verbose: bool) -> None:
     "--metrics",
     metavar="LIST",
     help="Metrics to compute: names, groups (default, ...), +NAME or +GROUP to add to the default, or "
-    "all [default: the default group]; `bench metrics` lists them. Re-running a run with more metrics "
-    "computes only what its rows lack.",
+    "all [default: $BENCH_DEFAULT_METRICS if set, else the default group]; `bench metrics` lists them. "
+    "A default metric that cannot run here is left out with a note; a named one is refused unless "
+    "--skip-unavailable. Re-running a run with more metrics computes only what its rows lack.",
 )
 @click.option(
     "--task-timeout",
@@ -117,7 +118,7 @@ def cli(verbose: bool) -> None:
 @click.option(
     "--skip-unavailable",
     is_flag=True,
-    help="Leave out requested codecs that are unavailable instead of refusing.",
+    help="Leave out requested codecs and metrics that are unavailable (with a note) instead of refusing.",
 )
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or unsupported images instead of refusing.")
 @click.option(
