@@ -384,8 +384,9 @@ def with_sources(names: Iterable[str]) -> list[str]:
 
 
 def check_available(names: Iterable[str]) -> None:
-    """Raise a UserError naming each requested metric that cannot be computed here."""
-    reasons = [reason for name in names if (reason := all_metrics()[name].unavailable())]
+    """Raise a UserError naming each requested metric that cannot be computed here (a reason that metrics
+    share, such as one missing tool, once)."""
+    reasons = dict.fromkeys(reason for name in names if (reason := all_metrics()[name].unavailable()))
     if reasons:
         raise UserError("; ".join(reasons))
 

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from bench import tool_metrics
 from bench.measure_types import HIGHER, LOWER, Metric, MetricUndefined
 
 MS_SSIM_MIN_SIDE = 161  # 5 scales of an 11-tap window need a smaller side > (11 - 1) * 2**4 = 160
@@ -201,6 +202,52 @@ METRICS = [
         cost="moderate",
         groups=("default",),
         summary=True,
+    ),
+    Metric(
+        name="butteraugli",
+        label="Butteraugli (max-norm)",
+        direction=LOWER,
+        fmt="{:.4f}",
+        doc="Butteraugli distance, max-norm, of libjxl's `butteraugli_main --pnorm 3` (intensity target 80 "
+        "nits; the stored version names libjxl's, e.g. `1+libjxl-0.7.0`); 0 for identical images, lower is "
+        "better; undefined on an image with a side under 8 px (the tool reports 0 there)",
+        compute=tool_metrics.butteraugli,
+        reads="a lossless PNG of 8-bit RGB, as sRGB",
+        cost="moderate",
+        groups=("default",),
+        probe=tool_metrics.butteraugli_unavailable,
+        tool_version=tool_metrics.libjxl_version,
+    ),
+    Metric(
+        name="butteraugli_3n",
+        label="Butteraugli (3-norm)",
+        direction=LOWER,
+        fmt="{:.4f}",
+        doc="the 3-norm of the same run's distance map (one run of the tool gives both)",
+        compute=tool_metrics.butteraugli_3n,
+        reads="a lossless PNG of 8-bit RGB, as sRGB",
+        cost="moderate",
+        groups=("default",),
+        probe=tool_metrics.butteraugli_unavailable,
+        tool_version=tool_metrics.libjxl_version,
+    ),
+    Metric(
+        name="vmaf",
+        label="VMAF",
+        direction=HIGHER,
+        fmt="{:.3f}",
+        doc="VMAF v0.6.1 of libvmaf in imageio-ffmpeg's ffmpeg (`n_threads=1`; the stored version names "
+        "libvmaf's, e.g. `1+libvmaf-86da14d`) on raw planes the suite writes (H.273 conversion, chroma offset "
+        "128; the model reads luma only); one frame, so its motion feature is 0 and identical images give "
+        "about 97.43, not 100; undefined on an image with a side under 17 px (libvmaf crashes there)",
+        compute=tool_metrics.vmaf,
+        reads="BT.709 full-range 8-bit YUV 4:4:4 of 8-bit RGB",
+        requires=("imageio_ffmpeg",),
+        cost="moderate",
+        groups=("default",),
+        probe=tool_metrics.vmaf_unavailable,
+        tool_version=tool_metrics.libvmaf_version,
+        ceiling=100.0,
     ),
     Metric(
         name="ciede2000",
