@@ -67,15 +67,14 @@ class Metric(Measure):
     # is cached per process. ``tool_version()`` names the tool's version, appended to ``version``.
     probe: Callable[[], str | None] | None = None
     tool_version: Callable[[], str] | None = None
-    ceiling: float | None = None  # a best value it saturates at (VMAF's 100); BD drops points there
+    ceiling: float | None = None  # the best value, where it saturates; BD skips points at or past it
 
     def unavailable(self) -> str | None:
         """None when it can be computed here, else why not."""
         missing = [module for module in self.requires if importlib.util.find_spec(module) is None]
         if missing:
-            return f"{self.name} needs the Python module(s) {', '.join(missing)}"
-        reason = _probed(self.probe) if self.probe is not None else None
-        return f"{self.name}: {reason}" if reason else None
+            return f"it needs the Python module(s) {', '.join(missing)}"
+        return _probed(self.probe) if self.probe is not None else None
 
     def current_version(self) -> str:
         """The definition version, with the tool's version where it has one (``version+tool``)."""

@@ -410,7 +410,7 @@ def unavailable_here(names: Iterable[str]) -> dict[str, str]:
     for name in names:
         metric = metrics.get(name)
         if metric is None:
-            reasons[name] = f"{name} is not registered here (is a plug-in missing?)"
+            reasons[name] = "it is not registered here (is a plug-in missing?)"
         elif metric.source is not None and metric.source in reasons:
             reasons[name] = reasons[metric.source]
         elif reason := metric.unavailable():
@@ -418,11 +418,22 @@ def unavailable_here(names: Iterable[str]) -> dict[str, str]:
     return reasons
 
 
+def unavailable_lines(reasons: dict[str, str]) -> list[str]:
+    """One line per reason (``unavailable_here``'s), naming the metrics it holds back."""
+    by_reason: dict[str, list[str]] = {}
+    for name, reason in reasons.items():
+        by_reason.setdefault(reason, []).append(name)
+    return [
+        f"metric{'s' if len(names) > 1 else ''} {', '.join(names)}: {reason}"
+        for reason, names in by_reason.items()
+    ]
+
+
 def check_available(names: Iterable[str]) -> None:
     """Raise a UserError naming each requested metric that cannot be computed here."""
-    reasons = unavailable_here(with_sources(names))
-    if reasons:
-        raise UserError("; ".join(dict.fromkeys(reasons.values())))
+    lines = unavailable_lines(unavailable_here(with_sources(names)))
+    if lines:
+        raise UserError("; ".join(lines))
 
 
 def compute(names: Iterable[str], reference: np.ndarray, reconstruction: np.ndarray) -> dict[str, Any]:

@@ -12,10 +12,12 @@ import math
 
 import numpy as np
 
+from bench import tool_metrics
 from bench.measure_types import HIGHER, LOWER, Metric, MetricUndefined
 
 MS_SSIM_MIN_SIDE = 161  # 5 scales of an 11-tap window need a smaller side > (11 - 1) * 2**4 = 160
 BT709_LUMA = np.array([0.2126, 0.7152, 0.0722])
+VMAF_STILL_CEILING = 97.428  # VMAF v0.6.1 of identical stills (97.428 to 97.430): BD skips points at or above
 
 
 def _check_pair(reference: np.ndarray, reconstruction: np.ndarray) -> None:
@@ -259,6 +261,55 @@ METRICS = [
         groups=("default",),
         ceiling=math.inf,
         summary=True,
+    ),
+    Metric(
+        name="butteraugli",
+        label="Butteraugli (max-norm)",
+        direction=LOWER,
+        fmt="{:.4f}",
+        doc="Butteraugli distance, max-norm, of libjxl's `butteraugli_main --pnorm 3` (intensity target 80 "
+        "nits; the stored version names libjxl's, e.g. `1+libjxl-0.7.0`); 0 for identical images, lower is "
+        "better; undefined on an image with a side under 8 px (the tool reports 0 there)",
+        compute=tool_metrics.butteraugli,
+        reads="a lossless PNG of 8-bit RGB, as sRGB",
+        cost="moderate",
+        groups=("default",),
+        probe=tool_metrics.butteraugli_unavailable,
+        tool_version=tool_metrics.libjxl_version,
+        ceiling=0.0,
+    ),
+    Metric(
+        name="butteraugli_3n",
+        label="Butteraugli (3-norm)",
+        direction=LOWER,
+        fmt="{:.4f}",
+        doc="the 3-norm of the same run's distance map (one run of the tool gives both)",
+        compute=tool_metrics.butteraugli_3n,
+        reads="a lossless PNG of 8-bit RGB, as sRGB",
+        cost="moderate",
+        groups=("default",),
+        probe=tool_metrics.butteraugli_unavailable,
+        tool_version=tool_metrics.libjxl_version,
+        ceiling=0.0,
+    ),
+    Metric(
+        name="vmaf",
+        label="VMAF",
+        direction=HIGHER,
+        fmt="{:.3f}",
+        doc="VMAF v0.6.1 of libvmaf in imageio-ffmpeg's ffmpeg (`n_threads=1`; the stored version names "
+        "libvmaf's, e.g. `1+libvmaf-86da14d`) on raw planes the suite writes (H.273 conversion, chroma offset "
+        "128; the model reads luma only); one frame, so its motion feature is 0 and identical images give "
+        "97.428 to 97.430, not 100 (its ceiling for stills); undefined on an image with a side under 17 px "
+        "(libvmaf crashes there)",
+        compute=tool_metrics.vmaf,
+        reads="BT.709 full-range 8-bit YUV 4:4:4 of 8-bit RGB",
+        requires=("imageio_ffmpeg",),
+        cost="moderate",
+        groups=("default",),
+        probe=tool_metrics.vmaf_unavailable,
+        tool_version=tool_metrics.libvmaf_version,
+        ceiling=VMAF_STILL_CEILING,
     ),
     Metric(
         name="ciede2000",

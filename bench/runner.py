@@ -144,13 +144,11 @@ def resolve_metrics(request: RunRequest, notes: list[str]) -> list[str]:
     a note, as unavailable default codecs are."""
     asked = measures.with_sources(measures.resolve_metrics(request.metrics, measures.default_metrics()))
     reasons = make_executor(request).probe_metrics(asked)
-    refused = [reason for name, reason in reasons.items() if name in measures.asked_for(request.metrics)]
+    named = measures.asked_for(request.metrics)
+    refused = measures.unavailable_lines({name: why for name, why in reasons.items() if name in named})
     if refused and not request.skip_unavailable:
-        lines = dict.fromkeys(
-            f"metric {reason} (--skip-unavailable computes the others)" for reason in refused
-        )
-        raise UserError("\n".join(lines))
-    notes.extend(dict.fromkeys(f"left out: metric {reason}" for reason in reasons.values()))
+        raise UserError("\n".join(f"{line} (--skip-unavailable computes the others)" for line in refused))
+    notes.extend(f"left out: {line}" for line in measures.unavailable_lines(reasons))
     metrics = [name for name in asked if name not in reasons]
     if not metrics:
         raise UserError("no available metric to compute (see `bench metrics`)")

@@ -88,7 +88,7 @@ def test_metrics_grammar_names_groups_additions_and_all():
     assert measures.resolve_metrics("all", default) == list(measures.all_metrics())
     assert measures.with_sources(["ms_ssim_db"]) == ["ms_ssim", "ms_ssim_db"]
     with pytest.raises(
-        UserError, match=r"no metric or group 'enc_s'; choose from all, default, yuv, color, psnr_rgb"
+        UserError, match=r"no metric or group 'enc_s'; choose from all, default, yuv, hvs, color, psnr_rgb"
     ):
         measures.resolve_metrics("enc_s", default)
 
@@ -342,4 +342,7 @@ def test_a_schema_5_store_keeps_its_metrics_as_version_1_and_its_note_per_metric
         ("ms_ssim", "ms_ssim_db"), "ms_ssim undefined: small"
     )
     assert pd.isna(rows["b"]["metric_versions"])  # a failed task holds no metric
-    assert measures.stale(rows["a"], measures.default_metrics()) == []
+    stored = ["psnr_rgb", "psnr_y", "ms_ssim", "ms_ssim_db"]  # the default metrics of schema 5: current
+    assert measures.stale(rows["a"], measures.default_metrics()) == [
+        name for name in measures.default_metrics() if name not in stored
+    ]

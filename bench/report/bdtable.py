@@ -83,11 +83,12 @@ def prepare(
     points: pd.DataFrame, higher_is_better: bool = True, ceiling: float | None = None
 ) -> tuple[list[tuple[float, float]], int, int]:
     """(the points BD uses, non-monotonic points dropped, points skipped where the metric saturates:
-    an infinite value, or one at ``ceiling``)."""
+    an infinite value, or one at or past ``ceiling`` in the metric's direction)."""
     values = points["value"].to_numpy(dtype=float)
     unsaturated = np.isfinite(values)
     if ceiling is not None:
-        unsaturated &= ~np.isclose(values, ceiling, rtol=0, atol=CEILING_TOLERANCE)
+        sign = 1.0 if higher_is_better else -1.0
+        unsaturated &= sign * (values - ceiling) < -CEILING_TOLERANCE
     kept = points[unsaturated]
     keep = monotone_points(kept["bpp"], kept["value"], higher_is_better)
     pairs = list(zip(kept["bpp"][keep], kept["value"][keep], strict=True))
