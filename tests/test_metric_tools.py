@@ -1,6 +1,6 @@
-"""Metric tools (metrics/NAME.toml): the shipped ssimulacra1 against its program run here directly, a fake
-tool written by the test for each way of reading a number and each way of failing, strict entry checks
-with one-line errors naming the file, and a run that stores ssimulacra1."""
+"""Metric tools (metrics/NAME.toml): the shipped ssimulacra1 and xpsnr_y against their programs run here
+directly, a fake tool written by the test for each way of reading a number and each way of failing, strict
+entry checks with one-line errors naming the file, and a run that stores ssimulacra1."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ reference, distorted = sys.argv[2:4]
 if mode == "yuv":  # the byte count of the raw reference, then the size it was given
     print(len(open(reference, "rb").read()), *sys.argv[4:])
     sys.exit(0)
-mae = float(np.abs(np.asarray(Image.open(reference), float) - np.asarray(Image.open(distorted), float)).mean())
+pixels = [np.asarray(Image.open(path), float) for path in (reference, distorted)]
+mae = float(np.abs(pixels[0] - pixels[1]).mean())
 if mode == "stdout":
     print(f"mean absolute error = {{mae:.6f}} levels")
 elif mode == "stderr":
@@ -163,6 +164,37 @@ def test_ssimulacra1_of_identical_images_is_0():
     assert row["ssimulacra1"] == 0.0 and row["metric_notes"] == {}
 
 
+def test_xpsnr_y_is_ffmpegs_own_on_its_own_bt709_conversion(pair, tmp_path):
+    """The harness writes raw YUV; ffmpeg converting the PNGs itself (swscale, BT.709 limited range) gives
+    the same luma but for rounding, so the two XPSNRs agree to a few hundredths of a dB."""
+    import imageio_ffmpeg
+
+    original, decoded = pair
+    Image.fromarray(original).save(tmp_path / "original.png")
+    Image.fromarray(decoded).save(tmp_path / "decoded.png")
+    convert = "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p"
+    graph = f"[0]{convert}[a];[1]{convert}[b];[a][b]xpsnr"
+    argv = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", tmp_path / "original.png",
+            "-i", tmp_path / "decoded.png", "-lavfi", graph, "-f", "null", "-"]  # fmt: skip
+    own = float(re.search(r"XPSNR\s+y:\s*(\S+)", tool_run(argv).stderr).group(1))
+    row = measures.compute(["xpsnr_y"], original, decoded)
+    assert row["xpsnr_y"] == pytest.approx(own, abs=0.05) and 25 < own < 50
+    assert measures.compute(["xpsnr_y"], original, original.copy())["xpsnr_y"] == math.inf
+
+
+def test_a_missing_ffmpeg_makes_xpsnr_y_unavailable(monkeypatch):
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", "/nonexistent/ffmpeg")
+    measures.all_metrics.cache_clear()
+    try:
+        reason = measures.all_metrics()["xpsnr_y"].unavailable()
+    finally:
+        measures.all_metrics.cache_clear()
+    assert reason == (
+        "xpsnr_y needs {ffmpeg} (/nonexistent/ffmpeg), which is not an executable file: "
+        "pip install imageio-ffmpeg (an ffmpeg with the xpsnr filter)"
+    )
+
+
 # --- reading the number ------------------------------------------------------------------------------
 
 
@@ -260,8 +292,9 @@ def test_a_missing_program_makes_the_metric_unavailable_in_one_line(folder, fake
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"colour": "red"}, ("unknown key(s) colour; a metric entry has name, label, doc, direction, command, "
-                             "format, read, version, unit, groups, cost, ceiling, version_pattern, timeout, install")),
+        ({"colour": "red"}, ("unknown key(s) colour; a metric entry has name, label, doc, direction, "
+                             "command, format, read, version, unit, groups, cost, ceiling, version_pattern, "
+                             "timeout, install")),
         ({"read": None}, "missing key(s) read"),
         ({"direction": "up"}, "direction 'up' is not higher or lower"),
         ({"name": "Fake-MAE"}, "name 'Fake-MAE' is not lower-case letters, digits and _ (a letter first)"),
@@ -278,9 +311,12 @@ def test_a_missing_program_makes_the_metric_unavailable_in_one_line(folder, fake
          "'command' must be a non-empty list of strings (an argv), got 'FAKE {reference} {distorted}'"),
         ({"version": ["FAKE", "{width}"]}, "the version command takes no placeholder after its program"),
         ({"format": "jpeg"}, "format.image 'jpeg' is not one of png, ppm, yuv"),
-        ({"format": {"image": "yuv", "subsampling": "411"}}, "YUV subsampling '411' is not one of 444, 422, 420"),
-        ({"read": {"source": "stdin", "regex": "(.*)"}}, "read.source 'stdin' is not one of stdout, stderr, output"),
-        ({"read": {"source": "stdout", "regex": r"\S+"}}, r"read.regex '\\S+' has no group (the number is its first)"),
+        ({"format": {"image": "yuv", "subsampling": "411"}},
+         "YUV subsampling '411' is not one of 444, 422, 420"),
+        ({"read": {"source": "stdin", "regex": "(.*)"}},
+         "read.source 'stdin' is not one of stdout, stderr, output"),
+        ({"read": {"source": "stdout", "regex": r"\S+"}},
+         r"read.regex '\\S+' has no group (the number is its first)"),
         ({"read": {"source": "stdout", "regex": "(", "json": "a"}},
          "read needs one of regex (its first group is the number) and json (a key path)"),
         ({"read": {"source": "stdout", "regex": "("}},
