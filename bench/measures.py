@@ -4,7 +4,8 @@ Each column is a ``Measure``, each metric a ``Metric`` (bench.measure_types). Th
 and CSV column order, the run summary, plot labels, the BD metric choices, the CompressAI export keys,
 the report's tables and the column table of docs/results.md all come from here.
 
-Built-in metrics are declared in ``bench.metrics``. Plug-ins add metrics under the entry-point group
+Built-in metrics are declared in ``bench.metrics``; metric tools (external programs) in the TOML files of
+the metrics folder (``bench.metric_catalog``). Plug-ins add metrics under the entry-point group
 ``bench.metrics``: each entry point names a Metric, or a list of them.
 """
 
@@ -23,7 +24,9 @@ import numpy as np
 
 from bench.errors import UserError
 from bench.measure_types import HIGHER, LOWER, Measure, Metric, MetricUndefined
+from bench.metric_catalog import load_metric_catalog
 from bench.metrics import METRICS
+from bench.resources import metrics_dir
 
 __all__ = ["HIGHER", "LOWER", "Measure", "Metric", "MetricUndefined"]  # what plug-ins import from here
 ENTRY_POINT_GROUP = "bench.metrics"
@@ -274,10 +277,12 @@ def builtin_metrics() -> list[Metric]:
 
 @cache
 def all_metrics() -> dict[str, Metric]:
-    """Every metric by name: the built-in ones, then those of installed plug-ins."""
+    """Every metric by name: the built-in ones, then the metric tools, then those of installed plug-ins."""
     metrics: dict[str, Metric] = {}
     fixed = {measure.name for measure in BEFORE_METRICS + AFTER_METRICS}
-    for metric in builtin_metrics() + _from_entry_points():
+    builtin = builtin_metrics()
+    tools = load_metric_catalog(taken=fixed | {metric.name for metric in builtin})
+    for metric in builtin + tools + _from_entry_points():
         if metric.name in metrics or metric.name in fixed:
             raise UserError(f"metric {metric.name!r} is registered twice")
         if metric.source is not None and metric.source not in metrics:
@@ -519,8 +524,13 @@ def cost_seconds(metric: Metric, side: tuple[int, int] = (512, 768)) -> float:
 
 
 def docs_table(metrics: Iterable[Metric] | None = None) -> str:
-    """The column table of docs/results.md (built-in metrics only unless given)."""
-    chosen = builtin_metrics() if metrics is None else list(metrics)
+    """The column table of docs/results.md: unless given, the built-in metrics and the shipped metric tools
+    (not plug-ins, nor a $BENCH_METRICS_DIR's)."""
+    chosen = (
+        builtin_metrics() + load_metric_catalog(metrics_dir(shipped=True))
+        if metrics is None
+        else list(metrics)
+    )
     lines = ["| column | unit | better | meaning |", "| --- | --- | --- | --- |"]
     for measure in measures(chosen).values():
         better = measure.direction or ""

@@ -1,7 +1,8 @@
-"""Where the codec catalog, the dataset manifests and lic's weights are, in the repository or installed.
+"""Where the codec catalog, the metric tools, the dataset manifests and lic's weights are, in the repository
+or installed.
 
-In the repository they are the top-level codecs/ and datasets/ folders; a wheel carries the same files as
-package data in bench/_data/ (pyproject.toml maps them). Imports only the standard library.
+In the repository they are the top-level codecs/, metrics/ and datasets/ folders; a wheel carries the same
+files as package data in bench/_data/ (pyproject.toml maps them). Imports only the standard library.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ def _data(name: str) -> Path:
 def catalog_dir() -> Path:
     """The catalog's folder: $BENCH_CATALOG_DIR, else codecs/."""
     return Path(os.environ.get("BENCH_CATALOG_DIR") or _data("codecs"))
+
+
+def metrics_dir(shipped: bool = False) -> Path:
+    """The metric tools' folder: $BENCH_METRICS_DIR, else metrics/ (``shipped``: metrics/ always)."""
+    return Path((None if shipped else os.environ.get("BENCH_METRICS_DIR")) or _data("metrics"))
 
 
 def manifests_dir() -> Path:

@@ -17,18 +17,18 @@ import os
 for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
     os.environ[variable] = "1"
 
-import argparse  # noqa: E402
-import io  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import io
+import statistics
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image
 
-from bench import measures  # noqa: E402
-from bench.datasets import default_data_dir  # noqa: E402
+from bench import measures
+from bench.datasets import default_data_dir
 
 TARGET_S = 1.2
 

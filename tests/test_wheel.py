@@ -25,20 +25,31 @@ from bench import resources
 from bench.lic import weights
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCES = ("pyproject.toml", "README.md", "bench", "codecs", "datasets")  # what the wheel is built from
+SOURCES = (
+    "pyproject.toml",
+    "README.md",
+    "bench",
+    "codecs",
+    "metrics",
+    "datasets",
+)  # what the wheel is built from
 
 
 def test_repository_layout(monkeypatch):
     assert not resources.installed()
     assert resources.catalog_dir() == REPO / "codecs"
+    assert resources.metrics_dir() == REPO / "metrics"
     assert resources.manifests_dir() == REPO / "datasets"
     assert (resources.lic_weights_dir() / "hyperprior.pt").is_file()
     monkeypatch.setenv("BENCH_CATALOG_DIR", "/elsewhere/codecs")
+    monkeypatch.setenv("BENCH_METRICS_DIR", "/elsewhere/metrics")
     monkeypatch.setenv("BENCH_DATASETS_DIR", "/elsewhere/datasets")
-    assert (resources.catalog_dir(), resources.manifests_dir()) == (
+    assert (resources.catalog_dir(), resources.metrics_dir(), resources.manifests_dir()) == (
         Path("/elsewhere/codecs"),
+        Path("/elsewhere/metrics"),
         Path("/elsewhere/datasets"),
     )
+    assert resources.metrics_dir(shipped=True) == REPO / "metrics"
 
 
 def test_weights_destination_is_checked(tmp_path, monkeypatch):
@@ -85,7 +96,7 @@ def installed(tmp_path_factory) -> dict[str, Path]:
 
 def _run(argv: list, cwd: Path | None = None, status: int = 0) -> subprocess.CompletedProcess | str:
     """A command run without PYTHONPATH or the catalog/manifest overrides: its stdout when it must succeed."""
-    drop = ("PYTHONPATH", "BENCH_CATALOG_DIR", "BENCH_DATASETS_DIR")
+    drop = ("PYTHONPATH", "BENCH_CATALOG_DIR", "BENCH_METRICS_DIR", "BENCH_DATASETS_DIR")
     env = {k: v for k, v in os.environ.items() if k not in drop}
     result = subprocess.run(
         [str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
@@ -100,10 +111,20 @@ def test_wheel_holds_every_module_and_data_file(installed):
     modules = {path.relative_to(REPO).as_posix() for path in (REPO / "bench").rglob("*.py")}
     data = {
         "bench/_data/" + path.relative_to(REPO).as_posix()
-        for pattern in ("codecs/*.toml", "codecs/lic/*.pt", "codecs/lic/MODEL_CARD.md", "datasets/*.toml")
+        for pattern in (
+            "codecs/*.toml",
+            "codecs/lic/*.pt",
+            "codecs/lic/MODEL_CARD.md",
+            "metrics/*.toml",
+            "datasets/*.toml",
+        )
         for path in REPO.glob(pattern)
     }
-    assert {"bench/_data/codecs/lic/hyperprior.pt", "bench/_data/datasets/sample.toml"} <= data
+    assert {
+        "bench/_data/codecs/lic/hyperprior.pt",
+        "bench/_data/metrics/ssimulacra1.toml",
+        "bench/_data/datasets/sample.toml",
+    } <= data
     assert modules - names == set()  # a new subpackage must be listed in pyproject.toml
     assert data - names == set()
 
@@ -111,12 +132,17 @@ def test_wheel_holds_every_module_and_data_file(installed):
 @pytest.mark.slow
 def test_installed_wheel_runs_from_anywhere(installed, tmp_path):
     bench = installed["bin"] / "bench"
-    code = "import bench, bench.resources as r; print(bench.__file__, r.catalog_dir(), r.manifests_dir())"
+    code = (
+        "import bench, bench.resources as r; "
+        "print(bench.__file__, r.catalog_dir(), r.metrics_dir(), r.manifests_dir())"
+    )
     where = _run([installed["bin"] / "python", "-c", code], cwd=tmp_path).split()
     assert all(Path(p).is_relative_to(installed["site"] / "bench") for p in where), where
 
     codecs = _run([bench, "codecs"], cwd=tmp_path)
     assert re.search(r"^lic: available - ", codecs, re.MULTILINE), codecs
+    metrics = _run([bench, "metrics", "--no-cost"], cwd=tmp_path)
+    assert re.search(r"^ssimulacra1: (un)?available - SSIMULACRA 1$", metrics, re.MULTILINE), metrics
     listed = _run([bench, "datasets", "list"], cwd=tmp_path)
     assert re.search(r"^sample +built-in +5/5 ", listed, re.MULTILINE), listed
 

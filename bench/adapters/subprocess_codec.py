@@ -40,13 +40,14 @@ VERSION_TIMEOUT = 30.0
 DEFAULT_VERSION_PATTERN = r"\d+(?:\.\d+)+\S*"  # the first dotted version number in the output
 
 
-def _argv(key: str, value: Any) -> tuple[str, ...]:
+def argv_template(key: str, value: Any) -> tuple[str, ...]:
+    """``value`` as an argv template; ValueError unless it is a non-empty list of strings."""
     if not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
         raise ValueError(f"{key!r} must be a non-empty list of strings (an argv), got {value!r}")
     return tuple(value)
 
 
-def _fields(template: tuple[str, ...]) -> set[str]:
+def placeholders(template: tuple[str, ...]) -> set[str]:
     """The placeholder names of an argv template; ValueError for anything but ``{name}`` (no format spec
     such as ``{quality:>200000000}``, no conversion, no attribute or index)."""
     names = set()
@@ -57,6 +58,44 @@ def _fields(template: tuple[str, ...]) -> set[str]:
                 raise ValueError(f"placeholder {{{written}}} in {element!r} is not a plain name")
             names.update({name} - {None})
     return names
+
+
+def image_format(fmt: dict[str, Any]) -> tuple[str, YuvFormat | None]:
+    """The image kind of a ``format`` table (``image`` and, for yuv, the raw layout's keys) and its raw YUV
+    layout (None for png and ppm); ValueError for anything else."""
+    fmt = dict(fmt)
+    image = str(fmt.pop("image", ""))
+    if image not in IMAGE_FORMATS:
+        raise ValueError(f"format.image {image!r} is not one of {', '.join(IMAGE_FORMATS)}")
+    if fmt and image != "yuv":
+        raise ValueError(f"format keys {', '.join(sorted(fmt))} apply to yuv only")
+    return image, YuvFormat.from_dict(fmt) if image == "yuv" else None
+
+
+def write_image(path: Path, image: np.ndarray, kind: str, yuv: YuvFormat | None) -> None:
+    """Write 8-bit RGB ``image`` as a tool's input: raw YUV of ``yuv``, else ``kind`` (png, ppm) without
+    ancillary chunks, PNG at zlib level 1 to keep the call fast."""
+    if yuv is not None:
+        write_yuv(path, image, yuv)
+    else:
+        Image.fromarray(np.ascontiguousarray(image), "RGB").save(path, kind, compress_level=1)
+
+
+def executable(program: str) -> str | None:
+    """The file a program name runs: a path (with a separator) if it is an executable file, else the
+    PATH entry; None when there is none."""
+    if os.sep in program:
+        path = os.path.abspath(os.path.expanduser(program))
+        return path if os.access(path, os.X_OK) and os.path.isfile(path) else None
+    return shutil.which(program)
+
+
+def version_in(text: str, pattern: str) -> str:
+    """The first match of ``pattern`` in a version command's output (group 1 if it has one), whitespace
+    collapsed, or "unknown"."""
+    found = re.search(pattern, text)
+    value = (found.group(1) if found.re.groups else found.group(0)) if found else None
+    return " ".join((value or "unknown").split())
 
 
 @dataclass(frozen=True)
@@ -87,25 +126,22 @@ class ToolSpec:
         if missing:
             raise ValueError(f"the catalog entry lacks {', '.join(missing)} (see docs/subprocess.md)")
         fmt = dict(extra["format"]) if isinstance(extra["format"], dict) else {"image": extra["format"]}
-        image, bitstream = str(fmt.pop("image", "")), str(fmt.pop("bitstream", "bin")).lstrip(".")
-        if image not in IMAGE_FORMATS:
-            raise ValueError(f"format.image {image!r} is not one of {', '.join(IMAGE_FORMATS)}")
+        bitstream = str(fmt.pop("bitstream", "bin")).lstrip(".")
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,16}", bitstream):
             raise ValueError(f"format.bitstream {bitstream!r} is not a plain file suffix")
-        if fmt and image != "yuv":
-            raise ValueError(f"format keys {', '.join(sorted(fmt))} apply to yuv only")
+        image, yuv = image_format(fmt)
         versions = extra["version"]
         versions = versions if versions and isinstance(versions[0], list) else [versions]
         quality_range, choices = extra.get("quality_range"), extra.get("choices", {})
         if not (isinstance(choices, dict) and all(isinstance(v, dict) for v in choices.values())):
             raise ValueError(f"choices must be a table of tables (option -> value -> text), got {choices!r}")
         spec = cls(
-            encode=_argv("encode", extra["encode"]),
-            decode=_argv("decode", extra["decode"]),
+            encode=argv_template("encode", extra["encode"]),
+            decode=argv_template("decode", extra["decode"]),
             image=image,
             bitstream=bitstream,
-            yuv=YuvFormat.from_dict(fmt) if image == "yuv" else None,
-            version=tuple(_argv("version", v) for v in versions),
+            yuv=yuv,
+            version=tuple(argv_template("version", v) for v in versions),
             version_pattern=str(extra.get("version_pattern", DEFAULT_VERSION_PATTERN)),
             timeout=float(extra.get("timeout", DEFAULT_TIMEOUT)),
             install=str(extra.get("install", "install it or put it on PATH")),
@@ -128,9 +164,9 @@ class ToolSpec:
         used: set[str] = set()
         for key in ("encode", "decode"):
             template = getattr(self, key)
-            if _fields(template[:1]):
+            if placeholders(template[:1]):
                 raise ValueError(f"the program of {key!r} ({template[0]!r}) cannot hold a placeholder")
-            names = _fields(template)
+            names = placeholders(template)
             bad = sorted(names - FIELDS[key] - set(options))
             if bad:
                 known = ", ".join(sorted(FIELDS[key] | set(options)))
@@ -167,16 +203,9 @@ class SubprocessCodec:
         argvs = (self.spec.encode, self.spec.decode, *self.spec.version)
         return list(dict.fromkeys(argv[0] for argv in argvs))
 
-    @staticmethod
-    def _executable(program: str) -> str | None:
-        if os.sep in program:
-            path = os.path.abspath(os.path.expanduser(program))
-            return path if os.access(path, os.X_OK) and os.path.isfile(path) else None
-        return shutil.which(program)
-
     def available(self) -> str | None:
         for program in self._programs():
-            if self._executable(program) is None:
+            if executable(program) is None:
                 where = "not an executable file" if os.sep in program else "not found on PATH"
                 return f"{program} is {where}: {self.spec.install}"
         try:
@@ -192,9 +221,7 @@ class SubprocessCodec:
             for argv in self.spec.version:
                 with self._folder() as folder:
                     text = tool_output(self._command(argv), folder, VERSION_TIMEOUT)
-                found = re.search(self.spec.version_pattern, text)
-                value = (found.group(1) if found.re.groups else found.group(0)) if found else None
-                versions[os.path.basename(argv[0])] = " ".join((value or "unknown").split())
+                versions[os.path.basename(argv[0])] = version_in(text, self.spec.version_pattern)
             self._versions = versions
         return self._versions
 
@@ -209,7 +236,7 @@ class SubprocessCodec:
             key: self.spec.choices[key][str(value)] if key in self.spec.choices else value
             for key, value in self.options.items()
         }
-        program = self._executable(template[0]) or template[0]
+        program = executable(template[0]) or template[0]
         return [program] + [element.format(**values, **fields) for element in template[1:]]
 
     def _quality(self, quality: float) -> int | float:
@@ -227,7 +254,7 @@ class SubprocessCodec:
         value = self._quality(quality)
         with self._folder() as folder:
             source, target = folder / f"image.{self.spec.image}", folder / f"bitstream.{self.spec.bitstream}"
-            self._write_image(source, image)
+            write_image(source, image, self.spec.image, self.spec.yuv)
             argv = self._command(
                 self.spec.encode, input=source, output=target, quality=value, width=width, height=height
             )
@@ -258,12 +285,6 @@ class SubprocessCodec:
                 raise ToolError(
                     f"{tool} wrote an unusable {target.name}: {exc}; {output_tail(folder)}"
                 ) from None
-
-    def _write_image(self, path: Path, image: np.ndarray) -> None:
-        if self.spec.yuv is not None:
-            write_yuv(path, image, self.spec.yuv)
-        else:  # plain 8-bit RGB, no ancillary chunks; PNG at zlib level 1 to keep the call fast
-            Image.fromarray(np.ascontiguousarray(image), "RGB").save(path, self.spec.image, compress_level=1)
 
     def _read_image(self, path: Path, shape: tuple[int, int]) -> np.ndarray:
         if self.spec.yuv is not None:
