@@ -391,6 +391,79 @@ def test_ranks_leave_undefined_cells_out_and_follow_the_delta():
     }
 
 
+def test_rd_figures_put_better_up_and_say_so():
+    from bench.report.plots import rd_figure, styles
+
+    curves = pd.DataFrame({"label": "x", "bpp": [0.5, 1.0], "value": [3.0, 2.0], "imported": False})
+    for metric, label, inverted in (
+        ("psnr_rgb", "PSNR RGB (dB)", False),
+        ("ciede2000", "CIEDE2000 (mean ΔE00), lower is better (axis inverted)", True),
+    ):
+        axes = rd_figure(curves, metric, styles(["x"]), "t").axes[0]
+        assert axes.get_ylabel() == label and axes.yaxis_inverted() == inverted
+
+
+def test_report_of_disagreeing_metrics_in_headless_chromium(disagreeing, bj, chromium, tmp_path):
+    from scipy.stats import kendalltau
+
+    means, ranks = reference_ranks(bj, pd.read_csv(disagreeing / "results.csv"))
+    out = tmp_path / "report"
+    assert invoke("report", disagreeing, "--out", out, "--no-visual").exit_code == 0
+    assert "<script" not in (out / "index.html").read_text()
+    chromium.send("Page.enable")
+    chromium.send("Page.navigate", url=(out / "index.html").as_uri())
+    chromium.wait_for("Page.loadEventFired")
+    ids = chromium.evaluate("[...document.querySelectorAll('[id]')].map(e => e.id)")
+    assert len(ids) == len(set(ids)), ids
+    assert chromium.evaluate("[...document.querySelectorAll('#rd-tabs label')].map(l => l.textContent)") == [
+        "all metrics",
+        *METRICS,
+    ]
+    shown = (
+        "[...document.querySelectorAll('#rd-tabs img.figure')].filter(i => i.getBoundingClientRect().width > 0)"
+        ".map(i => [i.alt, i.naturalWidth, i.closest('figure').querySelector('figcaption').textContent])"
+    )
+    assert [alt for alt, _, _ in chromium.evaluate(shown)] == ["RD curve, psnr_rgb"]  # the first tab
+    for i, metric in enumerate(METRICS):
+        chromium.evaluate(f"document.querySelector('label[for=rd-{i}]').click() ?? true")
+        [(alt, natural, caption)] = chromium.evaluate(shown)
+        assert alt == f"RD curve, {metric}" and natural > 0
+        assert ("lower is better (axis inverted)" in caption) == (metric in LOWER_IS_BETTER)
+    chromium.evaluate("document.querySelector('label[for=rd-all]').click() ?? true")
+    assert len(chromium.evaluate(shown)) == len(METRICS)
+
+    def grid(ident: str) -> list[list]:
+        return chromium.evaluate(
+            f"[...document.querySelectorAll('#{ident} tbody tr')].map(r => [...r.cells].map(c => "
+            "[c.textContent, c.className]))"
+        )
+
+    for row in grid("bd-image")[1:]:  # the anchor's row says anchor
+        codec = row[0][0]
+        for metric, (text, css) in zip(METRICS, row[1:]):
+            value = float(text.split()[0])
+            assert value == pytest.approx(means[metric][codec], abs=0.005)
+            assert css == ("good" if value < 0 else "bad"), (codec, metric)
+    order = sorted(ranks["psnr_rgb"], key=ranks["psnr_rgb"].get)
+    rank_grid = grid("codec-ranks")
+    assert [row[0][0] for row in rank_grid] == order
+    shown_ranks = {metric: {} for metric in METRICS}
+    for row in rank_grid:
+        codec = row[0][0]
+        for metric, (text, css) in zip(METRICS, row[1:]):
+            shown_ranks[metric][codec] = int(text.rstrip("*"))
+            differs = ranks[metric][codec] != ranks["psnr_rgb"][codec]
+            assert (css == "differs") == differs == text.endswith("*"), (codec, metric)
+    assert shown_ranks == ranks
+    assert sum(text.endswith("*") for row in rank_grid for text, _ in row) > 0
+    for a, row in zip(METRICS, grid("rank-correlation")):
+        assert row[0][0] == a
+        for b, (text, css) in zip(METRICS, row[1:]):
+            tau = kendalltau([ranks[a][c] for c in order], [ranks[b][c] for c in order]).statistic
+            assert float(text) == pytest.approx(tau, abs=0.005)
+            assert css == ("" if tau == 1 else "differs" if tau > 0 else "opposed")
+
+
 class _Links(HTMLParser):
     def __init__(self):
         super().__init__()
@@ -427,6 +500,7 @@ def test_report_files_and_self_containment(run_dir):
         "What was run",
         "RD curves",
         "BD-rate",
+        "Ranks",
         "Speed",
         "Per-image results",
         "Visual comparison",
@@ -490,6 +564,7 @@ def test_report_in_headless_chromium(run_dir, chromium):
         if e.get("method") == "Network.requestWillBeSent"
     ]
     assert requested and all(url.startswith(("file:", "data:")) for url in requested), requested
+    chromium.evaluate("document.querySelector('label[for=rd-all]').click() ?? true")  # every RD figure shown
     figures = chromium.evaluate(
         "[...document.querySelectorAll('img.figure, img.crop')].map(i => "
         "[i.className, i.naturalWidth, i.getBoundingClientRect().width, i.getBoundingClientRect().height])"
@@ -502,11 +577,11 @@ def test_report_in_headless_chromium(run_dir, chromium):
     )
     assert codecs == ["jpeg", "jp2", "webp"]
     speed = chromium.evaluate(
-        "[...document.querySelectorAll('#speed tbody tr')].map(r => r.cells[0].textContent)"
+        "[...document.querySelectorAll('#speed-table tbody tr')].map(r => r.cells[0].textContent)"
     )
     assert speed == CODECS
     complexity = chromium.evaluate(
-        "[...document.querySelectorAll('#complexity tbody tr')].map(r => [...r.cells].map(c => c.textContent))"
+        "[...document.querySelectorAll('#complexity-table tbody tr')].map(r => [...r.cells].map(c => c.textContent))"
     )
     assert [row[0] for row in complexity] == CODECS
     assert all(row[1:3] == ["-", "-"] for row in complexity)  # no kMAC count for traditional codecs
