@@ -26,7 +26,8 @@ metrics_option = click.option(
     "--metrics",
     metavar="LIST",
     help="Metrics to compare: names, groups, +NAME or +GROUP to add to the default, or all "
-    "[default: psnr_rgb, psnr_y, ms_ssim_db]; `bench metrics` lists them.",
+    "[default: every metric the runs computed that is meant for comparison (not ms_ssim, whose dB form "
+    "ms_ssim_db is)]; `bench metrics` lists them.",
 )
 method_option = click.option(
     "--method",
@@ -56,18 +57,20 @@ def load_inputs(runs: tuple[str, ...], imports: tuple[str, ...]):
 
 
 def parse_metrics(text: str | None, rows, default: list[str] | None = None) -> list[str]:
-    """The metrics a --metrics value asks to compare (bench.measures grammar; default: the default
-    metrics meant for comparison), each a quality metric the rows hold values of; those a group brings
-    that the rows lack are left out."""
-    from bench.measures import all_metrics, compared_by_default, held, named, resolve_metrics
+    """The metrics a --metrics value asks to compare (bench.measures grammar; default: every metric the
+    rows hold that has a better direction and is meant for comparison), each a quality metric the rows
+    hold values of; those a group brings that the rows lack are left out."""
+    from bench.measures import all_metrics, held, named, resolve_metrics
 
-    chosen = resolve_metrics(text, compared_by_default() if default is None else default)
+    computed = held(rows)
+    if default is None:
+        default = [m for m in computed if all_metrics()[m].compared and all_metrics()[m].direction]
+    chosen = resolve_metrics(text, default)
     directionless = [m for m in chosen if all_metrics()[m].direction is None]
     if directionless:
         raise UserError(
             f"--metrics: {', '.join(directionless)} has no better direction: not a quality metric"
         )
-    computed = set(held(rows))
     chosen_held = [m for m in chosen if m in computed]
     lacking = [m for m in named(text) if m not in computed]
     if lacking:
@@ -123,19 +126,26 @@ def check_anchor(anchor: str, labels: list[str], imported: list, mode: str, need
 )
 @import_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resampling.")
-def bd_command(runs, anchor, mode, metrics, method, delta, fmt, imports, seed) -> None:
+@click.option(
+    "--ranks",
+    is_flag=True,
+    help="Also rank the codecs under each metric by their BD value (1 = best) and give the Kendall tau-b "
+    "between every two metrics' rankings (CSV: a rank column only).",
+)
+def bd_command(runs, anchor, mode, metrics, method, delta, fmt, imports, seed, ranks) -> None:
     """BD-rate of every codec of RUN... against --anchor, per metric.
 
     RUN is a run directory (results.sqlite, else results.csv, with run.json).
     """
     from bench.report.bdtable import bd_table
     from bench.report.formats import render
+    from bench.report.ranks import rank_codecs
 
     _, rows, imported = load_inputs(runs, imports)
     metric_list = parse_metrics(metrics, rows)
     check_anchor(anchor, list(dict.fromkeys(rows["label"])), imported, mode)
     table = bd_table(rows, anchor, metric_list, mode, method, delta, imported, seed=seed)
-    click.echo(render(table, fmt))
+    click.echo(render(table, fmt, rank_codecs(table) if ranks else None))
 
 
 @click.command("export")

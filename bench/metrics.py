@@ -119,6 +119,7 @@ def _yuv_metrics() -> list[Metric]:
                     family=family,
                     reads=f"JPEG AI {bits}-bit YUV of 8-bit RGB",
                     groups=("default", "yuv"),
+                    compared=plane is None,  # bd and report show the 6:1:1 mean; a plane when asked
                     ceiling=math.inf,
                 )
             )

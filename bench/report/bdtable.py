@@ -86,7 +86,7 @@ def prepare(
     an infinite value, or one at or past ``ceiling`` in the metric's direction)."""
     values = points["value"].to_numpy(dtype=float)
     unsaturated = np.isfinite(values)
-    if ceiling is not None:
+    if ceiling is not None and math.isfinite(ceiling):  # an infinite one: not finite, already out
         sign = 1.0 if higher_is_better else -1.0
         unsaturated &= sign * (values - ceiling) < -CEILING_TOLERANCE
     kept = points[unsaturated]

@@ -1,8 +1,8 @@
 """`bench report`: one self-contained index.html plus the figures as PNG, SVG and PDF.
 
-Sections: what was run, RD curves, BD tables (per image with CI, and of the mean curves), speed,
-complexity (kMAC/px, MP/s on CPU and GPU, rate savings), per-image results, a visual comparison at a
-few target rates, notes.
+Sections: what was run, RD curves (a tab per metric), BD tables (per image with CI, and of the mean
+curves), the codecs' ranks under each metric and their rank correlations, speed, complexity (kMAC/px,
+MP/s on CPU and GPU, rate savings), per-image results, a visual comparison at a few target rates, notes.
 """
 
 from __future__ import annotations
@@ -136,11 +136,11 @@ def figures_section(
     rows: pd.DataFrame, imported: list[ImportedCurve], request: ReportRequest, out: Path, title: str
 ):
     """RD figures of the mean curves, written to out/figures and inlined as SVG."""
-    from bench.report.plots import rd_figure, save_figure, styles
+    from bench.report.plots import axis_label, rd_figure, save_figure, styles
 
     labels = list(dict.fromkeys(rows["label"])) + [curve.label for curve in imported]
     style = styles(labels)
-    blocks = []
+    panels = []
     for metric in request.metrics:
         curves = pd.concat(
             [mean_curves(rows, metric)]
@@ -153,9 +153,11 @@ def figures_section(
         paths = save_figure(figure, out / "figures" / f"rd_{metric}")
         uri = html.data_uri(paths["svg"].read_bytes(), "image/svg+xml")
         links = {fmt: str(path.relative_to(out)) for fmt, path in paths.items()}
-        caption = f"bpp vs {measure_label(metric)}: mean over images at each quality"
-        blocks.append(html.figure(uri, f"RD curve, {metric}", caption, links))
-    return f'<div class="figures">{"".join(blocks)}</div>'
+        caption = f"bpp vs {axis_label(metric)}: mean over images at each quality"
+        panels.append(
+            (metric, measure_label(metric), html.figure(uri, f"RD curve, {metric}", caption, links))
+        )
+    return html.tabs("rd", panels, "all metrics")
 
 
 def bd_html(table) -> str:
@@ -183,12 +185,56 @@ def bd_html(table) -> str:
     body = [[index, *row] for index, row in zip(values.index, values.values)]
     count_rows = [[index, *row] for index, row in zip(counts.index, counts.values)]
     ident = f"bd-{table.mode}"
+    lower = [m for m in table.metrics if not all_metrics()[m].higher_is_better]
+    direction = (
+        f". {', '.join(lower)}: lower is better; BD negates {'its' if len(lower) == 1 else 'their'} curves, "
+        "so a better codec has a negative BD-rate there too."
+        if lower and table.delta == "rate"
+        else ""
+    )
     return (
-        f"<p>{html.esc(title(table))}</p>"
+        f"<p>{html.esc(title(table) + direction)}</p>"
         + html.table(header, body, table_id=ident, classes=classes)
         + f'<p class="sub">{html.esc(counts_title(table))}</p>'
         + html.table(header, count_rows)
         + html.bullet_list(notes(table))
+    )
+
+
+def ranks_section(table) -> str:
+    """The codecs ranked under each metric by the BD table's values, ranks that differ from the reference
+    metric's marked, and the Kendall tau-b of every two metrics' rankings (below 1 marked, 0 or less
+    strongly)."""
+    from bench.report.formats import TAU_TITLE, rank_grids, ranks_title
+    from bench.report.ranks import differs, rank_codecs
+
+    if table is None:
+        return "<p>No ranking (see the notes).</p>"
+    ranking = rank_codecs(table)
+    ranks, tau = rank_grids(ranking)
+    rank_classes = [
+        ["text"] + ["differs" if differs(ranking, codec, m) else "" for m in table.metrics]
+        for codec in ranking.ranks.index
+    ]
+    tau_classes = [
+        ["text"] + ["" if not v < 1 else "differs" if v > 0 else "opposed" for v in row]
+        for row in ranking.tau.values
+    ]
+    return (
+        f"<p>{html.esc(ranks_title(ranking))}</p>"
+        + html.table(
+            ["codec", *table.metrics],
+            [[i, *row] for i, row in zip(ranks.index, ranks.values)],
+            table_id="codec-ranks",
+            classes=rank_classes,
+        )
+        + f"<p>{html.esc(TAU_TITLE)}</p>"
+        + html.table(
+            ["metric", *table.metrics],
+            [[i, *row] for i, row in zip(tau.index, tau.values)],
+            table_id="rank-correlation",
+            classes=tau_classes,
+        )
     )
 
 
@@ -307,11 +353,12 @@ def build_report(
         ("run", "What was run", run_section(runs, rows)),
         ("rd", "RD curves", figures_section(rows, imported, request, out, title)),
         ("bd", "BD-rate", "".join(bd_parts) or "<p>No BD table (see the notes).</p>"),
-        ("speed", "Speed", html.table(["codec", *speed.columns], speed_rows, table_id="speed")),
+        ("ranks", "Ranks", ranks_section(image_table if image_table is not None else curve_table)),
+        ("speed", "Speed", html.table(["codec", *speed.columns], speed_rows, table_id="speed-table")),
         (
             "complexity",
             "Complexity",
-            html.table(["codec", *complexity.columns], complexity_rows, table_id="complexity")
+            html.table(["codec", *complexity.columns], complexity_rows, table_id="complexity-table")
             + f"<p>BD-rate against {html.esc(str(anchor))}; kMAC/px counted on a 768 x 512 input (bench/complexity.py).</p>",
         ),
         ("images", "Per-image results", per_image_section(image_table, rows)),

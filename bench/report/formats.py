@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from bench.report.bdtable import LOW_OVERLAP, BDTable
+from bench.report.ranks import Ranking, differs
 
 FORMATS = ("text", "csv", "markdown", "latex", "json")
 
@@ -109,6 +110,42 @@ def notes(table: BDTable) -> list[str]:
     return lines
 
 
+def ranks_title(ranking: Ranking) -> str:
+    """What the rank grid holds."""
+    table = ranking.table
+    basis = "mean BD per image" if table.mode == "image" else "BD of the dataset-mean curves"
+    what = "BD-rate" if table.delta == "rate" else "BD-quality"
+    return (
+        f"Codecs ranked under each metric by {what} vs {table.anchor} ({basis}; the anchor at 0): "
+        f"1 = best, - = BD undefined; * = not its rank under {ranking.reference}"
+    )
+
+
+TAU_TITLE = (
+    "Kendall tau-b between the metrics' rankings (1: the same order, -1: the reverse; "
+    "over the codecs ranked under both)"
+)
+
+
+def rank_grids(ranking: Ranking) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ranks, correlations) as string frames: a row per codec (best under the reference metric first)
+    and a column per metric; a row and a column per metric."""
+    table = ranking.table
+    ranks = {
+        codec_name(table, codec): [
+            "-" if math.isnan(rank) else f"{rank:.0f}" + ("*" if differs(ranking, codec, metric) else "")
+            for metric, rank in row.items()
+        ]
+        for codec, row in ranking.ranks.iterrows()
+    }
+    tau = pd.DataFrame(
+        [["-" if math.isnan(v) else f"{v:.2f}" for v in row] for row in ranking.tau.values],
+        index=pd.Index(table.metrics, name="metric"),
+        columns=table.metrics,
+    )
+    return _frame(ranks, table.metrics), tau
+
+
 def records(table: BDTable) -> list[dict[str, Any]]:
     """One flat record per codec and metric (the anchor's records hold its dropped points)."""
     base = {"anchor": table.anchor, "mode": table.mode, "method": table.method, "delta": table.delta}
@@ -125,8 +162,10 @@ def records(table: BDTable) -> list[dict[str, Any]]:
 
 
 def _text_grid(frame: pd.DataFrame) -> str:
-    """Columns aligned: the codec left, the values right."""
-    lines = [["codec", *frame.columns]] + [[str(i), *row] for i, row in zip(frame.index, frame.values)]
+    """Columns aligned: the codec (or metric) left, the values right."""
+    lines = [[frame.index.name, *frame.columns]] + [
+        [str(i), *row] for i, row in zip(frame.index, frame.values)
+    ]
     widths = [max(len(line[j]) for line in lines) for j in range(len(lines[0]))]
     return "\n".join(
         "  ".join(cell.ljust(w) if j == 0 else cell.rjust(w) for j, (cell, w) in enumerate(zip(line, widths)))
@@ -134,9 +173,12 @@ def _text_grid(frame: pd.DataFrame) -> str:
     )
 
 
-def _text(table: BDTable) -> str:
+def _text(table: BDTable, ranking: Ranking | None) -> str:
     values, counts = grids(table)
     parts = [title(table), "", _text_grid(values), "", counts_title(table), "", _text_grid(counts)]
+    if ranking is not None:
+        ranks, tau = rank_grids(ranking)
+        parts += ["", ranks_title(ranking), "", _text_grid(ranks), "", TAU_TITLE, "", _text_grid(tau)]
     lines = notes(table)
     if lines:
         parts += [""] + [f"note: {line}" for line in lines]
@@ -144,16 +186,20 @@ def _text(table: BDTable) -> str:
 
 
 def _markdown_grid(frame: pd.DataFrame) -> str:
-    header = "| codec | " + " | ".join(frame.columns) + " |"
+    header = f"| {frame.index.name} | " + " | ".join(frame.columns) + " |"
     rule = "| --- | " + " | ".join("---:" for _ in frame.columns) + " |"
     body = ["| " + " | ".join([str(index), *row]) + " |" for index, row in zip(frame.index, frame.values)]
     return "\n".join([header, rule, *body])
 
 
-def _markdown(table: BDTable) -> str:
+def _markdown(table: BDTable, ranking: Ranking | None) -> str:
     values, counts = grids(table)
     parts = [f"**{title(table)}**", "", _markdown_grid(values), "", f"*{counts_title(table)}*", ""]
     parts.append(_markdown_grid(counts))
+    if ranking is not None:
+        ranks, tau = rank_grids(ranking)
+        parts += ["", f"**{ranks_title(ranking)}**", "", _markdown_grid(ranks)]
+        parts += ["", f"*{TAU_TITLE}*", "", _markdown_grid(tau)]
     parts += [""] + [f"- {line}" for line in notes(table)] if notes(table) else []
     return "\n".join(parts)
 
@@ -170,37 +216,48 @@ def _latex_escape(text: str) -> str:
     return text
 
 
-def _latex(table: BDTable) -> str:
-    values, _ = grids(table)
-    columns = "l" + "r" * len(values.columns)
+def _latex_table(frame: pd.DataFrame, caption: str) -> list[str]:
     lines = [
         r"\begin{table}",
         r"\centering",
-        rf"\caption{{{_latex_escape(title(table))}}}",
-        rf"\begin{{tabular}}{{{columns}}}",
+        rf"\caption{{{_latex_escape(caption)}}}",
+        rf"\begin{{tabular}}{{{'l' + 'r' * len(frame.columns)}}}",
         r"\toprule",
-        " & ".join(["codec", *(_latex_escape(c) for c in values.columns)]) + r" \\",
+        " & ".join([str(frame.index.name), *(_latex_escape(c) for c in frame.columns)]) + r" \\",
         r"\midrule",
     ]
-    for index, row in zip(values.index, values.values):
+    for index, row in zip(frame.index, frame.values):
         cells = [_latex_escape(str(index)), *(_latex_escape(v).replace("-", "$-$") for v in row)]
         lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return lines + [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+
+
+def _latex(table: BDTable, ranking: Ranking | None) -> str:
+    lines = _latex_table(grids(table)[0], title(table))
+    if ranking is not None:
+        ranks, tau = rank_grids(ranking)
+        lines += _latex_table(ranks, ranks_title(ranking)) + _latex_table(tau, TAU_TITLE)
     lines += [f"% {line}" for line in notes(table)]
     return "\n".join(lines)
 
 
-def render(table: BDTable, fmt: str) -> str:
-    """The table in one of FORMATS."""
+def render(table: BDTable, fmt: str, ranking: Ranking | None = None) -> str:
+    """The table in one of FORMATS; with ``ranking``, the ranks and their correlations too (CSV: a rank
+    column)."""
     if fmt == "text":
-        return _text(table)
+        return _text(table, ranking)
     if fmt == "markdown":
-        return _markdown(table)
+        return _markdown(table, ranking)
     if fmt == "latex":
-        return _latex(table)
+        return _latex(table, ranking)
+    rows = records(table)
+    if ranking is not None:
+        for row in rows:
+            rank = ranking.ranks.loc[row["codec"], row["metric"]]
+            row["rank"] = None if math.isnan(rank) else int(rank)
     if fmt == "csv":
         buffer = io.StringIO()
-        pd.DataFrame(records(table)).to_csv(buffer, index=False)
+        pd.DataFrame(rows).to_csv(buffer, index=False)
         return buffer.getvalue().rstrip("\n")
     if fmt == "json":
         document = {
@@ -210,7 +267,7 @@ def render(table: BDTable, fmt: str) -> str:
             "method": table.method,
             "delta": table.delta,
             "metrics": table.metrics,
-            "rows": records(table),
+            "rows": rows,
             "per_image": {
                 f"{codec}/{metric}": {k: (v if math.isfinite(v) else None) for k, v in cell.per_image.items()}
                 for (codec, metric), cell in table.cells.items()
@@ -218,5 +275,11 @@ def render(table: BDTable, fmt: str) -> str:
             },
             "notes": notes(table),
         }
+        if ranking is not None:
+            document["rank_reference"] = ranking.reference
+            document["rank_correlation"] = {
+                a: {b: (None if math.isnan(v) else v) for b, v in row.items()}
+                for a, row in ranking.tau.iterrows()
+            }
         return json.dumps(document, indent=2)
     raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")

@@ -1,5 +1,5 @@
 """HTML building blocks for the report: one self-contained page (styles inline, images as data URIs,
-no scripts, no network resources)."""
+no scripts, no network resources; tabs are radio buttons and CSS)."""
 
 from __future__ import annotations
 
@@ -26,9 +26,19 @@ table.facts th { background: none; text-align: left; color: #5b6577; font-weight
 table.facts td { text-align: left; }
 tbody tr:nth-child(even) { background: #fafbfd; }
 td.good { color: #126b2f; } td.bad { color: #a42020; }
-.figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(500px, 1fr)); gap: 1rem; }
-.figures figure { margin: 0; }
-.figures img { width: 100%; height: auto; border: 1px solid #e6e9ef; }
+td.differs { background: #fff1c2; font-weight: 600; } td.opposed { background: #f8d4d4; font-weight: 600; }
+.tabs { display: flex; flex-wrap: wrap; column-gap: 0.3rem; align-items: flex-start; }
+.tabs > input { position: absolute; opacity: 0; pointer-events: none; }
+.tabs > label { order: 1; padding: 0.25rem 0.7rem; border: 1px solid #cfd5df; border-radius: 4px 4px 0 0;
+  background: #f3f5f9; color: #2456a6; cursor: pointer; font-size: 0.88rem; margin-top: 0.3rem; }
+.tabs > input:checked + label { background: #fff; color: #1d2330; font-weight: 600; }
+.tabs > input:focus-visible + label { outline: 2px solid #2456a6; }
+.tabs > .panel { order: 2; display: none; width: 100%; max-width: 860px; border-top: 1px solid #cfd5df;
+  padding-top: 0.6rem; }
+.tabs > input:checked + label + .panel { display: block; }
+.tabs > input.all:checked ~ .panel { display: block; width: calc(50% - 0.3rem); max-width: none; }
+.panel figure { margin: 0; }
+.panel img { width: 100%; height: auto; border: 1px solid #e6e9ef; }
 figcaption { font-size: 0.82rem; color: #5b6577; }
 .crops { display: flex; flex-wrap: wrap; gap: 0.8rem; }
 .crops figure { margin: 0; width: 258px; }
@@ -83,6 +93,26 @@ def figure(uri: str, alt: str, caption: str, links: dict[str, str]) -> str:
         f'<figure><img class="figure" src="{uri}" alt="{esc(alt)}">'
         f"<figcaption>{esc(caption)} ({files})</figcaption></figure>"
     )
+
+
+def tabs(name: str, panels: list[tuple[str, str, str]], all_label: str) -> str:
+    """Tabs without scripts: one radio button per panel, (tab text, tab tooltip, panel HTML), the first
+    shown; with several panels, a first tab ``all_label`` shows them all side by side."""
+    parts = []
+    if len(panels) > 1:
+        parts.append(
+            f'<input type="radio" class="all" name="{esc(name)}" id="{esc(name)}-all">'
+            f'<label for="{esc(name)}-all">{esc(all_label)}</label>'
+        )
+    for i, (text, tooltip, inner) in enumerate(panels):
+        ident = f"{name}-{i}"
+        checked = " checked" if i == 0 else ""
+        parts.append(
+            f'<input type="radio" name="{esc(name)}" id="{esc(ident)}"{checked}>'
+            f'<label for="{esc(ident)}" title="{esc(tooltip)}">{esc(text)}</label>'
+            f'<div class="panel">{inner}</div>'
+        )
+    return f'<div class="tabs" id="{esc(name)}-tabs">{"".join(parts)}</div>'
 
 
 def bullet_list(lines: Iterable[str], css: str = "notes") -> str:

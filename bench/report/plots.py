@@ -1,4 +1,5 @@
-"""RD figures: dataset-mean curves (bpp vs a metric), one line and marker style per codec.
+"""RD figures: dataset-mean curves (bpp vs a metric), one line and marker style per codec; better is up in
+every figure (the axis of a lower-is-better metric is inverted, and its label says so).
 
 Figures are built with matplotlib's object API (no pyplot state) and written as PNG, SVG and PDF.
 SVG text is drawn as paths, so the figures need no fonts.
@@ -11,11 +12,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.measures import measure_label
+from bench.measures import all_metrics, measure_label
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 FORMATS = ("png", "svg", "pdf")
 STYLE = {"svg.fonttype": "path", "svg.hashsalt": "codec-bench", "font.size": 10}
+
+
+def axis_label(metric: str) -> str:
+    """The metric's label from the registry; for a lower-is-better metric, that it is and that its axis is
+    inverted."""
+    label = measure_label(metric)
+    return label if all_metrics()[metric].higher_is_better else f"{label}, lower is better (axis inverted)"
 
 
 def styles(labels: list[str]) -> dict[str, dict[str, object]]:
@@ -55,7 +63,9 @@ def _draw(axes, curves: pd.DataFrame, metric: str, style: dict[str, dict[str, ob
             **style[label],
         )
     axes.set_xlabel("bits per pixel")
-    axes.set_ylabel(measure_label(metric))
+    axes.set_ylabel(axis_label(metric))
+    if not all_metrics()[metric].higher_is_better:
+        axes.invert_yaxis()
     axes.set_title(_literal(title))
     axes.grid(True, alpha=0.3)
     axes.legend(loc="lower right", fontsize=9)
