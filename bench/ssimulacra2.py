@@ -141,9 +141,8 @@ def _downsample(linear: np.ndarray) -> np.ndarray:
     _, height, width = linear.shape
     if height % 2 or width % 2:
         linear = np.pad(linear, ((0, 0), (0, height % 2), (0, width % 2)), mode="edge")
-    total = linear[:, 0::2, 0::2] + linear[:, 0::2, 1::2]
-    total += linear[:, 1::2, 0::2]
-    total += linear[:, 1::2, 1::2]
+    rows = linear[:, 0::2] + linear[:, 1::2]
+    total = rows[:, :, 0::2] + rows[:, :, 1::2]
     total *= np.float32(0.25)
     return total
 
@@ -151,24 +150,17 @@ def _downsample(linear: np.ndarray) -> np.ndarray:
 def positive_xyb(linear: np.ndarray) -> np.ndarray:
     """libjxl's XYB of 3 x H x W linear RGB planes, made positive as MakePositiveXYB does:
     (14 X + 0.42, Y + 0.01, B - Y + 0.55)."""
-    cones = np.empty_like(linear)
-    scratch = np.empty_like(linear[0])
-    for row, out in zip(_OPSIN, cones, strict=True):
-        np.multiply(linear[2], row[2], out=out)
-        out += _OPSIN_BIAS
-        for channel in (1, 0):
-            np.multiply(linear[channel], row[channel], out=scratch)
-            out += scratch
-    np.maximum(cones, np.float32(0.0), out=cones)
+    cones = np.matmul(_OPSIN, linear.reshape(3, -1)).reshape(linear.shape)
+    cones += _OPSIN_BIAS  # > 0 (a positive matrix, non-negative RGB): libjxl clamps at 0 in vain
     np.cbrt(cones, out=cones)
     cones += _NEG_BIAS_CBRT
     long, medium, short = cones  # become X, Y, B in place
-    np.subtract(long, medium, out=scratch)  # 2 X
+    twice_x = long - medium
     np.add(long, medium, out=medium)
     medium *= np.float32(0.5)
     short -= medium
     short += np.float32(0.55)
-    np.multiply(scratch, np.float32(0.5 * 14.0), out=long)
+    np.multiply(twice_x, np.float32(0.5 * 14.0), out=long)
     long += np.float32(0.42)
     medium += np.float32(0.01)
     return cones
