@@ -26,7 +26,7 @@ metrics_option = click.option(
     "--metrics",
     metavar="LIST",
     help="Metrics to compare: names, groups, +NAME or +GROUP to add to the default, or all "
-    "[default: psnr_rgb, psnr_y, ms_ssim_db]; `bench metrics` lists them.",
+    "[default: psnr_rgb, psnr_y, ms_ssim_db, ssimulacra2]; `bench metrics` lists them.",
 )
 method_option = click.option(
     "--method",

@@ -76,7 +76,7 @@ def plugin(tmp_path: Path, monkeypatch) -> None:
 
 def test_metrics_grammar_names_groups_additions_and_all():
     default = measures.default_metrics()
-    assert default == ["psnr_rgb", "psnr_y", "ms_ssim", "ms_ssim_db"]
+    assert default == ["psnr_rgb", "psnr_y", "ms_ssim", "ms_ssim_db", "ssimulacra2"]
     assert measures.resolve_metrics(None, default) == default
     assert measures.resolve_metrics("default", default) == default
     assert measures.resolve_metrics("psnr_y", default) == ["psnr_y"]
@@ -343,4 +343,4 @@ def test_a_schema_5_store_keeps_its_metrics_as_version_1_and_its_note_per_metric
         ("ms_ssim", "ms_ssim_db"), "ms_ssim undefined: small"
     )
     assert pd.isna(rows["b"]["metric_versions"])  # a failed task holds no metric
-    assert measures.stale(rows["a"], measures.default_metrics()) == []
+    assert measures.stale(rows["a"], measures.default_metrics()) == ["ssimulacra2"]  # added since

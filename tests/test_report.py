@@ -98,7 +98,7 @@ def test_bd_image_mode_matches_bjontegaard_per_image(run_dir, bj):
     rows = pd.read_csv(run_dir / "results.csv")
     document = bd_json(run_dir, "--anchor", "jpeg")
     found = cells(document)
-    assert sorted(codec for codec, _ in found) == sorted(["jp2", "webp"] * 3)
+    assert sorted(codec for codec, _ in found) == sorted(["jp2", "webp"] * 4)
     for codec in ("jp2", "webp"):
         for metric in ("psnr_rgb", "psnr_y", "ms_ssim_db"):
             per_image = [
@@ -131,18 +131,19 @@ def test_bd_text_markdown_latex_csv(run_dir):
     lines = text.stdout.splitlines()
     assert lines[0].startswith("BD-rate (%) vs jpeg: BD per image, mean over 3 images [bootstrap 95 % CI]")
     assert [line.split()[0] for line in lines[2:6]] == ["codec", "jpeg", "jp2", "webp"] and lines[6] == ""
-    assert lines[2].split() == ["codec", "psnr_rgb", "psnr_y", "ms_ssim_db"]
+    assert lines[2].split() == ["codec", "psnr_rgb", "psnr_y", "ms_ssim_db", "ssimulacra2"]
     assert lines[4].split()[1:3] != ["n/a", "n/a"] and "[" in lines[4]  # a value and its CI
     markdown = invoke("bd", run_dir, "--anchor", "jpeg", "--format", "markdown", "--mode", "curve").stdout
     rows = [line for line in markdown.splitlines() if line.startswith("| ")]
-    assert rows[0] == "| codec | psnr_rgb | psnr_y | ms_ssim_db |" and rows[2].startswith("| jpeg | anchor")
+    assert rows[0] == "| codec | psnr_rgb | psnr_y | ms_ssim_db | ssimulacra2 |"
+    assert rows[2].startswith("| jpeg | anchor")
     assert [r.split(" | ")[0] for r in rows[2:5]] == ["| jpeg", "| jp2", "| webp"]
     latex = invoke("bd", run_dir, "--anchor", "jpeg", "--format", "latex").stdout
-    assert r"\begin{tabular}{lrrr}" in latex and r"psnr\_rgb" in latex and latex.count(r"\\") == 4
+    assert r"\begin{tabular}{lrrrr}" in latex and r"psnr\_rgb" in latex and latex.count(r"\\") == 4
     csv = pd.read_csv(
         pd.io.common.StringIO(invoke("bd", run_dir, "--anchor", "jpeg", "--format", "csv").stdout)
     )
-    assert len(csv) == 9 and set(csv["role"]) == {"anchor", "test"}
+    assert len(csv) == 12 and set(csv["role"]) == {"anchor", "test"}
     quality = bd_json(run_dir, "--anchor", "jpeg", "--delta", "quality", "--method", "akima")
     assert all(c["value"] > 0 for c in cells(quality).values())  # webp and jp2 beat jpeg at equal rate
 
@@ -310,7 +311,7 @@ def test_report_files_and_self_containment(run_dir):
     assert "anchor: jpeg (the default" in page
     assert '<table class="left">' in page  # the codec configuration table
     # webp and jp2 save rate against jpeg on every metric, in the per-image and the mean-curve tables
-    assert page.count('<td class="good">') == 2 * 3 * 2 and 'class="bad"' not in page
+    assert page.count('<td class="good">') == 2 * 4 * 2 and 'class="bad"' not in page
 
 
 def test_report_of_several_runs_with_an_imported_curve(run_dir, jpeg444_dir, tmp_path):
@@ -369,7 +370,7 @@ def test_report_in_headless_chromium(run_dir, chromium):
         "[...document.querySelectorAll('img.figure, img.crop')].map(i => "
         "[i.className, i.naturalWidth, i.getBoundingClientRect().width, i.getBoundingClientRect().height])"
     )
-    assert [f[0] for f in figures].count("figure") == 3 and [f[0] for f in figures].count("crop") == 8
+    assert [f[0] for f in figures].count("figure") == 4 and [f[0] for f in figures].count("crop") == 8
     assert all(natural > 0 and width > 0 and height > 0 for _, natural, width, height in figures), figures
     codecs = chromium.evaluate(
         "[...document.querySelectorAll('#bd-image tbody tr')].map(r => r.cells[0].textContent)"

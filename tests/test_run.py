@@ -81,7 +81,7 @@ def test_run_stores_one_row_per_task_with_true_metrics(photo_dir, tmp_path):
     small = rows[rows["image"] == "coffee_small.png"]
     notes = small["metric_notes"].map(json.loads)
     assert small["ms_ssim"].isna().all() and notes.map(lambda n: "under 161 px" in n["ms_ssim"]).all()
-    versions = {"psnr_rgb": "1", "psnr_y": "1", "ms_ssim": "1", "ms_ssim_db": "1"}
+    versions = {"psnr_rgb": "1", "psnr_y": "1", "ms_ssim": "1", "ms_ssim_db": "1", "ssimulacra2": "1"}
     assert all(json.loads(text) == versions for text in rows["metric_versions"])
     # the stored PSNR is the PSNR of what a second decoder (Pillow) makes of the same JPEG bytes
     from io import BytesIO
