@@ -182,7 +182,7 @@ def _norms(error: np.ndarray, square: np.ndarray) -> list[tuple[float, float]]:
 _CHANNEL_AT_A_TIME = 1 << 16
 
 
-def _scale_norms(xyb1: np.ndarray, xyb2: np.ndarray) -> list[list[tuple[float, float]]]:
+def _norms_of_scale(xyb1: np.ndarray, xyb2: np.ndarray) -> list[list[tuple[float, float]]]:
     """Per channel, the (1-norm, 4-norm) of the SSIM, artifact and detail-lost maps of one scale."""
     channels, height, width = xyb1.shape
     group = 1 if height * width >= _CHANNEL_AT_A_TIME else channels
@@ -275,7 +275,7 @@ def scale_norms(reference: np.ndarray, reconstruction: np.ndarray) -> list[list[
             if min(linear1.shape[1:]) < MIN_SIDE:
                 break
             linear1, linear2 = _downsample(linear1), _downsample(linear2)
-        scales.append(_scale_norms(positive_xyb(linear1), positive_xyb(linear2)))
+        scales.append(_norms_of_scale(positive_xyb(linear1), positive_xyb(linear2)))
     return scales
 
 
