@@ -14,6 +14,7 @@ import numpy as np
 
 from bench import tool_metrics
 from bench.measure_types import HIGHER, LOWER, Metric, MetricUndefined
+from bench.ssimulacra2 import ssimulacra2
 
 MS_SSIM_MIN_SIDE = 161  # 5 scales of an 11-tap window need a smaller side > (11 - 1) * 2**4 = 160
 BT709_LUMA = np.array([0.2126, 0.7152, 0.0722])
@@ -262,6 +263,20 @@ METRICS = [
         groups=("default",),
         ceiling=math.inf,
         summary=True,
+    ),
+    Metric(
+        name="ssimulacra2",
+        label="SSIMULACRA2",
+        direction=HIGHER,
+        fmt="{:.2f}",
+        doc="SSIMULACRA 2.1 as the reference tool (libjxl tools/ssimulacra2.cc) computes it, with libjxl's "
+        "recursive Gaussian blur; 100 for identical images, higher is better; undefined under 8 x 8 px "
+        "(bench/ssimulacra2.py, a port of Jon Sneyers' / Cloudinary's and the JPEG XL authors' code, BSD-3)",
+        compute=ssimulacra2,
+        reads="sRGB 8-bit RGB (linear RGB / XYB inside)",
+        cost="moderate",
+        groups=("default",),
+        ceiling=100.0,
     ),
     Metric(
         name="butteraugli",

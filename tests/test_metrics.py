@@ -47,14 +47,16 @@ def test_psnr_y_is_bt709_luma_unrounded():
 def test_identical_images_give_each_metric_its_perfect_value(astronaut):
     yuv = [m.name for m in metrics.YUV_METRICS]
     row = measures.compute(
-        ["psnr_rgb", "psnr_y", "ms_ssim_db", "ciede2000", *yuv], astronaut, astronaut.copy()
+        ["psnr_rgb", "psnr_y", "ms_ssim_db", "ciede2000", "ssimulacra2", *yuv], astronaut, astronaut.copy()
     )
     assert row["psnr_rgb"] == math.inf and row["psnr_y"] == math.inf
     assert all(row[name] == math.inf for name in yuv)
     assert row["ms_ssim"] == 1.0 and row["ms_ssim_db"] == math.inf and row["metric_notes"] == {}
     assert row["ciede2000"] == pytest.approx(0.0, abs=1e-12)  # skimage leaves ~1e-15 of rounding
+    assert row["ssimulacra2"] == 100.0
     assert row["metric_versions"] == {
-        name: "1" for name in ("psnr_rgb", "psnr_y", "ms_ssim", "ms_ssim_db", "ciede2000", *yuv)
+        name: "1"
+        for name in ("psnr_rgb", "psnr_y", "ms_ssim", "ms_ssim_db", "ciede2000", "ssimulacra2", *yuv)
     }
 
 
