@@ -286,7 +286,7 @@ METRICS = [
         doc="Butteraugli distance, max-norm, of libjxl's `butteraugli_main --pnorm 3` (intensity target 80 "
         "nits; the stored version names libjxl's, e.g. `1+libjxl-0.7.0`); 0 for identical images, lower is "
         "better; undefined on an image with a side under 8 px (the tool reports 0 there)",
-        compute=tool_metrics.butteraugli,
+        family=tool_metrics.butteraugli_family,
         reads="a lossless PNG of 8-bit RGB, as sRGB",
         cost="moderate",
         groups=("default",),
@@ -300,7 +300,7 @@ METRICS = [
         direction=LOWER,
         fmt="{:.4f}",
         doc="the 3-norm of the same run's distance map (one run of the tool gives both)",
-        compute=tool_metrics.butteraugli_3n,
+        family=tool_metrics.butteraugli_family,
         reads="a lossless PNG of 8-bit RGB, as sRGB",
         cost="moderate",
         groups=("default",),

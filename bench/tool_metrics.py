@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -34,8 +33,6 @@ BUTTERAUGLI_MIN_SIDE = 8  # libjxl 0.7's comparator skips a smaller image and re
 VMAF_MIN_SIDE = 17  # libvmaf's integer ADM crashes on a side of 16 px or less (Netflix/vmaf#1607)
 VMAF_YUV = YuvFormat(matrix="bt709", range="full", subsampling="444", bitdepth=8)
 VMAF_FILTER = "libvmaf=model='version=vmaf_v0.6.1':log_fmt=json:log_path=vmaf.json:n_threads=1"
-
-_spare: dict[tuple[bytes, int], float] = {}  # the distance of the last butteraugli run not yet asked for
 
 
 @contextmanager
@@ -97,35 +94,11 @@ def _read_heatmap(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     return image
 
 
-def _digest(reference: np.ndarray, reconstruction: np.ndarray) -> bytes:
-    hasher = hashlib.blake2b(digest_size=16)
-    for image in (reference, reconstruction):
-        hasher.update(repr(image.shape).encode())
-        hasher.update(np.ascontiguousarray(image).data)
-    return hasher.digest()
-
-
-def _distance(reference: np.ndarray, reconstruction: np.ndarray, norm: int) -> float:
-    """Distance ``norm`` (0: max-norm, 1: 3-norm) of the pair. A run of the tool gives both: the other is
-    kept for one call for the same pixels, so the two metrics of a pair run the tool once."""
-    key = _digest(reference, reconstruction)
-    kept = _spare.pop((key, norm), None)
-    if kept is not None:
-        return kept
-    distances = _butteraugli(reference, reconstruction)[:2]
-    _spare.clear()
-    _spare[(key, 1 - norm)] = distances[1 - norm]
-    return distances[norm]
-
-
-def butteraugli(reference: np.ndarray, reconstruction: np.ndarray) -> float:
-    """Butteraugli's max-norm distance of the pair (libjxl's butteraugli_main); 0 for identical images."""
-    return _distance(reference, reconstruction, 0)
-
-
-def butteraugli_3n(reference: np.ndarray, reconstruction: np.ndarray) -> float:
-    """The 3-norm of Butteraugli's distance map of the pair (the same run as ``butteraugli``)."""
-    return _distance(reference, reconstruction, 1)
+def butteraugli_family(reference: np.ndarray, reconstruction: np.ndarray) -> dict[str, float]:
+    """``butteraugli`` (max-norm distance) and ``butteraugli_3n`` (3-norm) of the pair, from one run of
+    libjxl's butteraugli_main; 0 for identical images."""
+    distance, norm3, _ = _butteraugli(reference, reconstruction)
+    return {"butteraugli": distance, "butteraugli_3n": norm3}
 
 
 def butteraugli_heatmap(reference: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:

@@ -69,12 +69,12 @@ def test_butteraugli_of_kodim01_against_pillow_q50_jpeg_runs_the_tool_once(butte
     assert row["metric_notes"] == {}
 
 
-def test_butteraugli_identical_images_give_0_and_each_pair_its_own_distances(butteraugli_main, kodim01_q50):
-    original, jpeg = kodim01_q50
-    assert round(tool_metrics.butteraugli(original, jpeg), 4) == 3.4766  # leaves the 3-norm of this pair
-    assert tool_metrics.butteraugli_3n(original, original.copy()) == 0.0  # another pair: not that 3-norm
-    assert tool_metrics.butteraugli(original, original.copy()) == 0.0
-    assert round(tool_metrics.butteraugli_3n(original, jpeg), 4) == 1.6368
+def test_butteraugli_identical_images_give_0(butteraugli_main, kodim01_q50):
+    original = kodim01_q50[0]
+    assert tool_metrics.butteraugli_family(original, original.copy()) == {
+        "butteraugli": 0.0,
+        "butteraugli_3n": 0.0,
+    }
 
 
 def test_butteraugli_is_undefined_under_8_px_where_the_tool_reports_0(butteraugli_main):
@@ -83,7 +83,7 @@ def test_butteraugli_is_undefined_under_8_px_where_the_tool_reports_0(butteraugl
     assert math.isnan(row["butteraugli"]) and math.isnan(row["butteraugli_3n"])
     assert "40x7 has a side under 8 px" in row["metric_notes"]["butteraugli"]
     square = np.random.default_rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)
-    assert tool_metrics.butteraugli(square, square[::-1].copy()) > 1
+    assert tool_metrics.butteraugli_family(square, square[::-1].copy())["butteraugli"] > 1
 
 
 def test_butteraugli_heatmap_is_black_for_identical_images_and_bright_where_the_distortion_is(
@@ -143,7 +143,7 @@ def test_a_failing_butteraugli_main_is_a_one_line_error(body, expected, tmp_path
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(tool_metrics, "TIMEOUT_S", 1.0)
     image = np.zeros((16, 16, 3), np.uint8)
-    assert expected in one_line_error(tool_metrics.butteraugli, image, image + 1)
+    assert expected in one_line_error(tool_metrics.butteraugli_family, image, image + 1)
 
 
 def test_a_heatmap_butteraugli_main_did_not_write_is_a_one_line_error(tmp_path, monkeypatch):
