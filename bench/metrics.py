@@ -195,12 +195,19 @@ def bpp(num_bytes: int, height: int, width: int) -> float:
     return num_bytes * 8 / (width * height)
 
 
+def delta_e00(lab: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """CIEDE2000 colour difference of CIELAB colours (the last axis L*, a*, b*), by scikit-image."""
+    from skimage.color import deltaE_ciede2000
+
+    return deltaE_ciede2000(lab, other)
+
+
 def ciede2000(reference: np.ndarray, reconstruction: np.ndarray) -> float:
     """Mean CIEDE2000 colour difference over the pixels, sRGB to CIELAB (D65) by scikit-image."""
     _check_pair(reference, reconstruction)
-    from skimage.color import deltaE_ciede2000, rgb2lab
+    from skimage.color import rgb2lab
 
-    return float(np.mean(deltaE_ciede2000(rgb2lab(reference), rgb2lab(reconstruction))))
+    return float(np.mean(delta_e00(rgb2lab(reference), rgb2lab(reconstruction))))
 
 
 YUV_METRICS = _yuv_metrics()

@@ -174,3 +174,18 @@ def test_psnr_hvs_pads_sides_to_a_multiple_of_8_by_repeating_the_edge():
     row = metrics.psnr_hvs_family(image, noisy)
     assert (row["psnr_hvs"], row["psnr_hvs_m"]) == pytest.approx(tuple(map(float, expected)), abs=1e-9)
     assert row["psnr_hvs_m"] > row["psnr_hvs"]  # masking forgives part of the error
+
+
+def test_ciede2000_gives_the_34_pairs_of_sharma_wu_and_dalal_to_4_decimals():
+    """The published test data (tests/data/ciede2000_sharma.txt), both ways round (Delta E00 is symmetric).
+    Pair 10's hues differ by exactly 180 degrees, where the formula's mean hue has two branches: exact
+    arithmetic takes the published one, floating point may take the other, which gives pair 11's value."""
+    from pathlib import Path
+
+    table = np.loadtxt(Path(__file__).parent / "data" / "ciede2000_sharma.txt")
+    assert table.shape == (34, 7)
+    first, second, expected = table[:, :3], table[:, 3:6], table[:, 6]
+    for found in (metrics.delta_e00(first, second), metrics.delta_e00(second, first)):
+        rounded = np.round(found, 4)
+        assert np.delete(rounded, 9).tolist() == np.delete(expected, 9).tolist()
+        assert rounded[9] in (expected[9], expected[10])
