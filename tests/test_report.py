@@ -486,7 +486,14 @@ def test_report_files_and_self_containment(run_dir):
         assert base.with_suffix(".svg").read_text().lstrip().startswith("<?xml")
         assert Image.open(base.with_suffix(".png")).size[0] > 500
     crops = sorted(p.name for p in (out / "crops").glob("*.png"))
-    assert crops == sorted(f"{t}bpp_{c}.png" for t in ("0.25", "0.5") for c in ["original", *CODECS])
+    heatmaps = [f"{t}bpp_{c}_butteraugli.png" for t in ("0.25", "0.5") for c in CODECS]
+    assert crops == sorted(
+        [f"{t}bpp_{c}.png" for t in ("0.25", "0.5") for c in ["original", *CODECS]] + heatmaps
+    )
+    for name in heatmaps:  # each codec's Butteraugli heat map of its crop: the crop's size, not all black
+        heatmap = np.asarray(Image.open(out / "crops" / name).convert("RGB"))
+        assert heatmap.shape == np.asarray(Image.open(out / "crops" / name.replace("_butteraugli", ""))).shape
+        assert heatmap.max() > 0
     page = (out / "index.html").read_text()
     parser = _Links()
     parser.feed(page)

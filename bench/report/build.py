@@ -267,14 +267,26 @@ def per_image_section(table, rows: pd.DataFrame) -> str:
     return "".join(parts)
 
 
+def legend(comparison) -> str:
+    """What the heat maps under the crops show, when there are some."""
+    if not any(crop.heatmap for crop in comparison.crops):
+        return ""
+    return (
+        "<p>Under each codec's crop: Butteraugli's heat map of it (libjxl's butteraugli_main on the whole "
+        "image, then cropped): black where it matches the original, then blue, cyan, green (libjxl's "
+        '"good"), yellow and red ("bad") as the perceived difference grows.</p>'
+    )
+
+
 def visual_section(comparisons, out: Path) -> str:
-    """Crops written to out/crops and inlined as PNG, with bpp and PSNR under each."""
+    """Crops written to out/crops and inlined as PNG, with bpp and PSNR under each, and each codec's
+    Butteraugli heat map of its crop beneath it where there is one."""
     parts = []
     for comparison in comparisons:
         top, left, side = comparison.box
         parts.append(
             f"<h3>near {comparison.target:g} bpp: {html.esc(comparison.image)}, "
-            f'{side}x{side} px at ({left}, {top}), shown at 2x</h3><div class="crops">'
+            f'{side}x{side} px at ({left}, {top}), shown at 2x</h3>{legend(comparison)}<div class="crops">'
         )
         for crop in comparison.crops:
             path = out / "crops" / f"{comparison.target:g}bpp_{file_stem(crop.label)}.png"
@@ -287,9 +299,16 @@ def visual_section(comparisons, out: Path) -> str:
                     f"{crop.label} at q={crop.quality:g}: {crop.bpp:.3f} bpp, {crop.psnr:.2f} dB; "
                     f"crop {crop.crop_psnr:.2f} dB"
                 )
+            heatmap = ""
+            if crop.heatmap:
+                path.with_name(f"{path.stem}_butteraugli.png").write_bytes(crop.heatmap)
+                heatmap = (
+                    f'<img class="heatmap" src="{html.data_uri(crop.heatmap, "image/png")}" '
+                    f'alt="Butteraugli heat map of {html.esc(crop.label)}">'
+                )
             parts.append(
                 f'<figure><img class="crop" src="{html.data_uri(crop.png, "image/png")}" '
-                f'alt="{html.esc(caption)}"><figcaption>{html.esc(caption)}</figcaption></figure>'
+                f'alt="{html.esc(caption)}">{heatmap}<figcaption>{html.esc(caption)}</figcaption></figure>'
             )
         parts.append("</div>")
     return "".join(parts) or "<p>No visual comparison (see the notes).</p>"

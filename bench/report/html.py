@@ -43,6 +43,7 @@ figcaption { font-size: 0.82rem; color: #5b6577; }
 .crops { display: flex; flex-wrap: wrap; gap: 0.8rem; }
 .crops figure { margin: 0; width: 258px; }
 .crops img { width: 256px; height: 256px; image-rendering: pixelated; border: 1px solid #cfd5df; }
+.crops img.heatmap { display: block; margin-top: 0.3rem; }
 .notes li { color: #6a4b00; font-size: 0.88rem; }
 details summary { cursor: pointer; color: #2456a6; margin: 0.5rem 0; }
 code { background: #f3f5f9; padding: 0 0.25rem; border-radius: 3px; }

@@ -3,7 +3,8 @@
 For each target bpp the image is the one where the codecs' PSNRs at that rate (interpolated on each
 image's own curve) differ most; each codec is re-encoded at its stored point nearest the target on
 that image, with the catalog entry recorded in run.json; the crop is the window where the codecs'
-local RMSE differs most (largest max - min across codecs).
+local RMSE differs most (largest max - min across codecs). Where libjxl's butteraugli_main runs, each
+codec's crop comes with Butteraugli's heat map of it, computed on the whole image and then cropped.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class Crop:
     psnr: float  # whole image
     crop_psnr: float
     png: bytes
+    heatmap: bytes = (
+        b""  # PNG of Butteraugli's heat map of the crop; empty for the original, or without the tool
+    )
 
 
 @dataclass
@@ -196,6 +200,26 @@ def visual_comparisons(
         for crop, image in zip(crops, decoded, strict=True):
             crop.crop_psnr = psnr_rgb(reference, image[window])
             crop.png = png_bytes(np.ascontiguousarray(image[window]))
+            heatmap = butteraugli_heatmap(original, image, notes)
+            crop.heatmap = png_bytes(np.ascontiguousarray(heatmap[window])) if heatmap is not None else b""
             comparison.crops.append(crop)
         comparisons.append(comparison)
-    return comparisons, notes
+    return comparisons, list(dict.fromkeys(notes))
+
+
+def butteraugli_heatmap(original: np.ndarray, decoded: np.ndarray, notes: list[str]) -> np.ndarray | None:
+    """Butteraugli's heat map of the whole pair, or None with a note saying why not."""
+    from bench.adapters.tool import ToolError
+    from bench.measure_types import MetricUndefined
+    from bench.measures import all_metrics
+    from bench.tool_metrics import butteraugli_heatmap as heatmap
+
+    reason = all_metrics()["butteraugli"].unavailable()
+    if reason:
+        notes.append(f"no Butteraugli heat maps in the visual comparison: {reason}")
+        return None
+    try:
+        return heatmap(original, decoded)
+    except (ToolError, MetricUndefined) as exc:
+        notes.append(f"no Butteraugli heat map: {exc}")
+        return None
