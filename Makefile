@@ -11,6 +11,7 @@ GATE_LIMITS ?= --max-bd-loss 2 --max-time-ratio 1.8 --max-kmac-ratio 1.1
 
 .PHONY: run test lint gate baseline docs
 run: $(VENV)/.installed
+	scripts/install-system-tools apt-packages-run.txt
 	$(BIN)/bench run
 
 test: $(VENV)/.installed
