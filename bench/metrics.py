@@ -210,6 +210,33 @@ def ciede2000(reference: np.ndarray, reconstruction: np.ndarray) -> float:
     return float(np.mean(delta_e00(rgb2lab(reference), rgb2lab(reconstruction))))
 
 
+def _butteraugli_metrics() -> list[Metric]:
+    """butteraugli and butteraugli_3n, one run of libjxl's butteraugli_main."""
+    docs = {
+        "butteraugli": "Butteraugli distance, max-norm, of libjxl's `butteraugli_main --pnorm 3` (intensity "
+        "target 80 nits; the stored version names libjxl's, e.g. `1+libjxl-0.7.0`); 0 for identical images, "
+        "lower is better; undefined on an image with a side under 8 px (the tool reports 0 there)",
+        "butteraugli_3n": "the 3-norm of the same run's distance map (one run of the tool gives both)",
+    }
+    return [
+        Metric(
+            name=name,
+            label=f"Butteraugli ({'max-norm' if name == 'butteraugli' else '3-norm'})",
+            direction=LOWER,
+            fmt="{:.4f}",
+            doc=doc,
+            family=tool_metrics.butteraugli_family,
+            reads="a lossless PNG of 8-bit RGB, as sRGB",
+            cost="moderate",
+            groups=("default",),
+            probe=tool_metrics.butteraugli_unavailable,
+            tool_version=tool_metrics.libjxl_version,
+            ceiling=0.0,
+        )
+        for name, doc in docs.items()
+    ]
+
+
 YUV_METRICS = _yuv_metrics()
 
 METRICS = [
@@ -285,36 +312,7 @@ METRICS = [
         groups=("default",),
         ceiling=100.0,
     ),
-    Metric(
-        name="butteraugli",
-        label="Butteraugli (max-norm)",
-        direction=LOWER,
-        fmt="{:.4f}",
-        doc="Butteraugli distance, max-norm, of libjxl's `butteraugli_main --pnorm 3` (intensity target 80 "
-        "nits; the stored version names libjxl's, e.g. `1+libjxl-0.7.0`); 0 for identical images, lower is "
-        "better; undefined on an image with a side under 8 px (the tool reports 0 there)",
-        family=tool_metrics.butteraugli_family,
-        reads="a lossless PNG of 8-bit RGB, as sRGB",
-        cost="moderate",
-        groups=("default",),
-        probe=tool_metrics.butteraugli_unavailable,
-        tool_version=tool_metrics.libjxl_version,
-        ceiling=0.0,
-    ),
-    Metric(
-        name="butteraugli_3n",
-        label="Butteraugli (3-norm)",
-        direction=LOWER,
-        fmt="{:.4f}",
-        doc="the 3-norm of the same run's distance map (one run of the tool gives both)",
-        family=tool_metrics.butteraugli_family,
-        reads="a lossless PNG of 8-bit RGB, as sRGB",
-        cost="moderate",
-        groups=("default",),
-        probe=tool_metrics.butteraugli_unavailable,
-        tool_version=tool_metrics.libjxl_version,
-        ceiling=0.0,
-    ),
+    *_butteraugli_metrics(),
     Metric(
         name="vmaf",
         label="VMAF",
