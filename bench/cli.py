@@ -214,8 +214,9 @@ def run_command(
         click.echo(f"note: {one_line(note)}", err=True)
     click.echo(f"run directory: {plan.run_dir}", err=True)
 
-    def progress(total: int):
-        return tqdm(total=total, unit="task", desc="bench run", file=sys.stderr, dynamic_ncols=True)
+    def progress(total: int, desc: str = "bench run"):
+        unit = "row" if desc == "rescore" else "task"
+        return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, dynamic_ncols=True)
 
     try:
         outcome = execute_plan(plan, progress)
@@ -271,9 +272,14 @@ def rescore_command(run_dir: str, metrics: str | None) -> None:
     as it was, and the others go on. Exit status 0 when every row was rescored, 1 when any was not
     (the others are stored rescored), 2 for unusable input.
     """
+    from tqdm import tqdm
+
     from bench.rescore import rescore
 
-    done = rescore(Path(run_dir), metrics)
+    def progress(total: int):
+        return tqdm(total=total, unit="row", desc="bench rescore", file=sys.stderr, dynamic_ncols=True)
+
+    done = rescore(Path(run_dir), metrics, progress)
     for problem in done.problems:
         click.echo(f"not rescored: {one_line(problem)}", err=True)
     click.echo(f"rescored {done.rows} row(s) of {run_dir}; {len(done.problems)} not rescored")

@@ -10,7 +10,7 @@ others go on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from errno import ENOENT
 from pathlib import Path
@@ -130,9 +130,10 @@ def rescorer_for(manifest: Manifest) -> Rescorer:
     return Rescorer(images, {codec.config_hash: codec for codec in manifest.codecs}, refused)
 
 
-def rescore(run_dir: Path, spec: str | None = None) -> Rescored:
+def rescore(run_dir: Path, spec: str | None = None, progress: Callable[[int], Any] | None = None) -> Rescored:
     """Recompute the metrics ``spec`` (bench.measures grammar; default: the run's own) of every
-    successful row of ``run_dir`` from its kept bitstream; run.json then lists them among its metrics."""
+    successful row of ``run_dir`` from its kept bitstream; run.json then lists them among its metrics.
+    ``progress(total)`` makes a bar (``update``, ``close``) that counts the rows."""
     folder = run_dir / BITSTREAMS
     if not folder.is_dir():
         raise UserError(f"{run_dir} has no kept bitstreams: run it with --keep-bitstreams to rescore it")
@@ -146,11 +147,19 @@ def rescore(run_dir: Path, spec: str | None = None) -> Rescored:
     done = Rescored(problems=rescorer.problems)
     with run_dir_lock(run_dir), Store(run_dir / DATABASE) as store:
         frame = store.frame()
-        for row in frame[frame["error"].isna()].to_dict("records"):
-            columns = rescorer.columns(row, folder, names)
-            if columns is not None:
-                store.update(row_key(row), columns)
-                done.rows += 1
+        rows = frame[frame["error"].isna()].to_dict("records")
+        bar = progress(len(rows)) if progress else None
+        try:
+            for row in rows:
+                columns = rescorer.columns(row, folder, names)
+                if columns is not None:
+                    store.update(row_key(row), columns)
+                    done.rows += 1
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
         write_csv(run_dir, store.frame())
         manifest.metrics = measures.with_sources([*manifest.metrics, *names])
         write_manifest(run_dir, manifest)

@@ -346,10 +346,12 @@ def _cache(folder: str | None) -> Iterator[Store | None]:
         yield cache
 
 
-def execute_plan(plan: RunPlan, progress: Callable[[int], Any] | None = None) -> RunOutcome:
+def execute_plan(plan: RunPlan, progress: Callable[..., Any] | None = None) -> RunOutcome:
     """Run the tasks the store lacks; one transaction per finished task; export results.csv.
 
     One run at a time per run directory: a second one started meanwhile is refused (run_dir_lock).
+    ``progress(total)`` makes the tasks' bar (``update``, ``close``); ``progress(total, "rescore")`` that
+    of stored rows rescored from kept bitstreams first.
     """
     with run_dir_lock(plan.run_dir):
         return _execute_locked(plan, progress)
@@ -374,15 +376,21 @@ def _rescorer(plan: RunPlan) -> Rescorer:
 
 
 def _pending(
-    plan: RunPlan, store: Store, cache: Store | None, kept: Path | None, cached_bitstreams: Path | None
+    plan: RunPlan,
+    store: Store,
+    cache: Store | None,
+    kept: Path | None,
+    cached_bitstreams: Path | None,
+    progress: Callable[..., Any] | None = None,
 ) -> _Pending:
     """Which tasks to run: stored rows that lack a metric (or hold an older version of one) are rescored
-    from their kept bitstream (in ``kept``), else run again; the cache's rows are taken the same way
-    (their bitstreams in ``cached_bitstreams``)."""
+    from their kept bitstream (in ``kept``, counted by a ``progress`` bar of their own), else run again;
+    the cache's rows are taken the same way (their bitstreams in ``cached_bitstreams``)."""
     pending = _Pending()
     stored = {row_key(row): row for row in store.frame().to_dict("records")}
     rescorer = _rescorer(plan)
     fresh: dict[TaskKey, Task] = {}
+    stale: list[tuple[Task, dict[str, Any], list[str]]] = []
     for task in _tasks(plan):
         row = stored.get(task.key)
         missing = measures.stale(row, task.metrics) if row is not None else []
@@ -390,12 +398,20 @@ def _pending(
             fresh[task.key] = task
         elif isinstance(row["error"], str) or not missing:
             pending.resumed += 1
-        elif kept and (columns := _rescored(rescorer, row, kept, missing)):
+        else:
+            stale.append((task, row, missing))
+    bar = progress(len(stale), "rescore") if progress and kept and stale else None
+    for task, row, missing in stale:
+        if kept and (columns := _rescored(rescorer, row, kept, missing)):
             store.update(task.key, columns)
             pending.rescored += 1
         else:
             pending.rerun.add(task.key)
             pending.tasks.append(task)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     if cache is not None:
         for row in cache.rows(list(fresh)):
             key = row_key(row)
@@ -433,14 +449,14 @@ def _rescored(
     return rescorer.columns(row, folder, names) if bitstream_path(folder, row_key(row)).is_file() else None
 
 
-def _execute_locked(plan: RunPlan, progress: Callable[[int], Any] | None) -> RunOutcome:
+def _execute_locked(plan: RunPlan, progress: Callable[..., Any] | None) -> RunOutcome:
     start = time.perf_counter()
     _prepare_run_dir(plan)
     request = plan.request
     kept = plan.run_dir / BITSTREAMS if request.keep_bitstreams else None
     cached_bitstreams = Path(request.cache) / BITSTREAMS if request.cache else None
     with Store(plan.run_dir / DATABASE) as store, _cache(request.cache) as cache:
-        pending = _pending(plan, store, cache, kept, cached_bitstreams)
+        pending = _pending(plan, store, cache, kept, cached_bitstreams, progress)
         tasks = pending.tasks
         new_rows: list[dict[str, Any]] = []
         bar = progress(len(tasks)) if progress else None
@@ -504,7 +520,7 @@ def run(
     codecs: str | None = None,
     dataset: str = "sample",
     *,
-    progress: Callable[[int], Any] | None = None,
+    progress: Callable[..., Any] | None = None,
     **options: Any,
 ) -> pd.DataFrame:
     """Run a benchmark (arguments as RunRequest's fields) and return every row of its configuration."""

@@ -266,6 +266,7 @@ def test_resuming_with_more_metrics_rescores_from_kept_bitstreams_only_what_rows
     first = pd.read_csv(out / "results.csv")
     result = run_jpeg(photos, out, "--keep-bitstreams", "--metrics", "psnr_rgb,ciede2000")
     assert "4 stored row(s) lacked a metric: rescored from their kept bitstreams" in result.output
+    assert re.search(r"rescore: 100%.*\| 4/4 ", result.output)  # a bar of its own, before the tasks'
     assert "0 task(s) run, 4 already stored" in result.output
     second = pd.read_csv(out / "results.csv")
     for column in ("bytes", "enc_s", "dec_s", "psnr_rgb"):  # measured once, kept
@@ -323,6 +324,7 @@ def test_rescore_adds_metrics_and_reports_each_row_it_cannot_use(photos, tmp_pat
     problems = [line for line in result.output.splitlines() if line.startswith("not rescored: ")]
     assert len(problems) == 2 and any("no kept bitstream" in line for line in problems)
     assert "rescored 2 row(s)" in result.output
+    assert re.search(r"bench rescore: 100%.*\| 4/4 ", result.output)  # every row counted, rescored or not
     rows = pd.read_csv(out / "results.csv")
     assert rows["ciede2000"].notna().sum() == 2
     assert json.loads((out / "run.json").read_text())["config"]["metrics"] == ["psnr_rgb", "ciede2000"]
