@@ -15,10 +15,13 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 TEST_METRICS = "psnr_rgb,psnr_y,ms_ssim_db"  # what runs compute in tests that do not test metrics
 
 
-@pytest.fixture(autouse=True)
-def cheap_default_metrics(monkeypatch):
-    """Runs compute the cheapest useful metrics unless a test asks for the full default set."""
-    monkeypatch.setenv("BENCH_DEFAULT_METRICS", TEST_METRICS)
+@pytest.fixture(scope="session", autouse=True)
+def cheap_default_metrics():
+    """Runs compute the cheapest useful metrics unless a test asks for the full default set (session-wide,
+    so that module-scoped runs set up before a test's own fixtures see it too)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BENCH_DEFAULT_METRICS", TEST_METRICS)
+        yield
 
 
 @pytest.fixture()

@@ -117,4 +117,7 @@ def test_report_and_its_visual_comparison_use_each_configuration(two_lics, tmp_p
         assert row and row.group(1) == ("lic" if exact else "lic:exact=false")
     assert "not re-encoded" not in result.output and "re-encoded to" not in result.output
     crops = sorted(p.name for p in (tmp_path / "report" / "crops").glob("*.png"))
-    assert crops == ["0.5bpp_lic.png", "0.5bpp_lic_exact_false.png", "0.5bpp_original.png"]
+    assert crops == sorted(
+        ["0.5bpp_lic.png", "0.5bpp_lic_exact_false.png", "0.5bpp_original.png"]
+        + ["0.5bpp_lic_butteraugli.png", "0.5bpp_lic_exact_false_butteraugli.png"]  # each codec's heat map
+    )
