@@ -27,7 +27,8 @@ metrics_option = click.option(
     metavar="LIST",
     help="Metrics to compare: names, groups, +NAME or +GROUP to add to the default, or all "
     "[default: every metric the runs computed that is meant for comparison (not ms_ssim, whose dB form "
-    "ms_ssim_db is)]; `bench metrics` lists them.",
+    "ms_ssim_db is)]; `bench metrics` lists them. Naming the group jpegai adds JPEG AI's overall score "
+    "(jpegai_overall: the mean of the seven BD-rates).",
 )
 method_option = click.option(
     "--method",
