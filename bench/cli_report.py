@@ -27,7 +27,8 @@ metrics_option = click.option(
     metavar="LIST",
     help="Metrics to compare: names, groups, +NAME or +GROUP to add to the default, or all "
     "[default: every metric the runs computed that is meant for comparison (not ms_ssim, whose dB form "
-    "ms_ssim_db is)]; `bench metrics` lists them.",
+    "ms_ssim_db is)]; `bench metrics` lists them. Naming the group jpegai adds JPEG AI's overall score "
+    "(jpegai_overall: the mean of the seven BD-rates).",
 )
 method_option = click.option(
     "--method",
@@ -137,6 +138,7 @@ def bd_command(runs, anchor, mode, metrics, method, delta, fmt, imports, seed, r
 
     RUN is a run directory (results.sqlite, else results.csv, with run.json).
     """
+    from bench.measures import overall_groups
     from bench.report.bdtable import bd_table
     from bench.report.formats import render
     from bench.report.ranks import rank_codecs
@@ -144,7 +146,9 @@ def bd_command(runs, anchor, mode, metrics, method, delta, fmt, imports, seed, r
     _, rows, imported = load_inputs(runs, imports)
     metric_list = parse_metrics(metrics, rows)
     check_anchor(anchor, list(dict.fromkeys(rows["label"])), imported, mode)
-    table = bd_table(rows, anchor, metric_list, mode, method, delta, imported, seed=seed)
+    table = bd_table(
+        rows, anchor, metric_list, mode, method, delta, imported, seed=seed, overall=overall_groups(metrics)
+    )
     click.echo(render(table, fmt, rank_codecs(table) if ranks else None))
 
 
@@ -213,6 +217,7 @@ def _parse_rates(text: str) -> list[float]:
 def report_command(runs, anchor, out, imports, metrics, method, rates, no_visual) -> None:
     """Write an HTML report of RUN...: configuration, RD plots, BD tables, speed, per-image results and
     a visual comparison; index.html is self-contained, the figures are also written as PNG, SVG, PDF."""
+    from bench.measures import overall_groups
     from bench.report.build import ReportRequest, build_report
 
     targets = _parse_rates(rates)
@@ -223,7 +228,9 @@ def report_command(runs, anchor, out, imports, metrics, method, rates, no_visual
     labels = list(dict.fromkeys(rows["label"]))
     if anchor is not None:
         check_anchor(anchor, labels, imported, "curve", need_two=False)
-    request = ReportRequest(anchor, metric_list, method, targets, not no_visual)
+    request = ReportRequest(
+        anchor, metric_list, method, targets, not no_visual, overall=overall_groups(metrics)
+    )
     path, notes = build_report(
         loaded, rows, imported, request, Path(out) if out else loaded[0].path / "report"
     )

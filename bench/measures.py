@@ -374,6 +374,16 @@ def named(spec: str | None) -> list[str]:
     return [name for name in all_metrics() if name in items]
 
 
+# Composite scores: per group, the label of the mean of its metrics' BD-rates, a column of `bench bd` and
+# `bench report` whenever --metrics names the group (bench.report.bdtable).
+OVERALL = {"jpegai": "JPEG AI overall"}
+
+
+def overall_groups(spec: str | None) -> list[str]:
+    """The groups with a composite score (OVERALL) that a ``--metrics`` value names (``+GROUP`` too)."""
+    return list(dict.fromkeys(name for _, name in _items(spec) if name in OVERALL))
+
+
 def summary_metrics(spec: str | None = None) -> list[str]:
     """The metrics the summary of `bench run` shows: those flagged for it and those ``spec`` names."""
     flagged = [name for name, metric in all_metrics().items() if metric.summary]

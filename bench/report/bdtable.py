@@ -7,17 +7,24 @@ the dataset-mean curves. Before BD, points that are not on the curve's improving
 better than every point of lower or equal rate, in the metric's own direction) and points where the
 metric saturates (an infinite PSNR, a value at the metric's ceiling, such as VMAF's 100) are dropped
 and counted: BD would otherwise interpolate a flat curve.
+
+A composite score (``bench.measures.OVERALL``, e.g. ``jpegai_overall``) is the mean of a group's BD-rates:
+in image mode the mean over its metrics of each metric's mean BD-rate over images, with a bootstrap CI
+over images; in curve mode the mean of the curves' BD-rates. It is NaN, with the reason, when any of them
+is (never a mean of fewer), and under BD-quality.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from bench import measures
 from bench.bd import bd_details, monotone_points
 from bench.measures import all_metrics
 from bench.report.compressai import ImportedCurve, imported_mean_curve
@@ -53,6 +60,25 @@ class BDCell:
 
 
 @dataclass
+class Overall:
+    """A composite score: the mean of a group's BD-rates, a column of the table."""
+
+    column: str  # "jpegai_overall"
+    label: str  # "JPEG AI overall (mean BD-rate of 7)"
+    metrics: list[str]  # the group's metrics, in registry order
+
+
+def overall_scores(groups: Iterable[str]) -> list[Overall]:
+    """The composite score of each of ``groups`` (keys of bench.measures.OVERALL) over its metrics."""
+    found = []
+    for group in groups:
+        members = measures.groups().get(group, [])
+        label = f"{measures.OVERALL[group]} (mean BD-rate of {len(members)})"
+        found.append(Overall(f"{group}_overall", label, members))
+    return found
+
+
+@dataclass
 class BDTable:
     anchor: str
     mode: str
@@ -66,6 +92,12 @@ class BDTable:
     anchor_images: int
     imported: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
+    overall: list[Overall] = field(default_factory=list)
+
+    @property
+    def columns(self) -> list[str]:
+        """The metrics, then the composite scores."""
+        return self.metrics + [score.column for score in self.overall]
 
 
 def bootstrap_ci(values: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> tuple[float, float]:
@@ -75,6 +107,30 @@ def bootstrap_ci(values: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
     means = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def bootstrap_ci_of_means(
+    values: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap 95 % interval, resampling the rows (images) of ``values`` (images x metrics,
+    NaN where undefined), of the mean over the columns of each column's mean over its defined rows; a
+    resample where a column has no defined row is left out. With every value defined it is
+    ``bootstrap_ci`` of the row means (the same resamples)."""
+    values = np.asarray(values, dtype=float)
+    images = len(values)
+    if images < 2:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, images, size=(samples, images)) + images * np.arange(samples)[:, None]
+    counts = np.bincount(picks.ravel(), minlength=samples * images).reshape(samples, images)
+    defined = ~np.isnan(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = ((counts @ np.where(defined, values, 0.0)) / (counts @ defined)).mean(axis=1)
+    means = means[np.isfinite(means)]
+    if not len(means):
+        return math.nan, math.nan
     low, high = np.percentile(means, [2.5, 97.5])
     return float(low), float(high)
 
@@ -152,6 +208,33 @@ def _curve_cell(anchor: pd.DataFrame, test: pd.DataFrame, codec: str, metric: st
     return cell
 
 
+def _overall_cell(cells: dict, codec: str, score: Overall, metrics: list[str], options) -> BDCell:
+    """The composite score of one codec from its cells under the score's metrics."""
+    cell = BDCell(codec, score.column, math.nan)
+    parts = [cells[(codec, metric)] for metric in score.metrics if metric in metrics]
+    cell.dropped, cell.skipped = sum(p.dropped for p in parts), sum(p.skipped for p in parts)
+    cell.imported = any(p.imported for p in parts)
+    absent = [metric for metric in score.metrics if metric not in metrics]
+    undefined = [p.metric for p in parts if math.isnan(p.value)]
+    if options["delta"] != "rate":
+        cell.reason = "a mean of BD-rates: not defined for BD-quality (--delta quality)"
+    elif absent:
+        cell.reason = f"no BD-rate under {', '.join(absent)} (not computed in these runs)"
+    elif undefined:
+        cell.reason = f"BD-rate undefined under {', '.join(undefined)}"
+    if cell.reason:
+        return cell
+    cell.value = float(np.mean([p.value for p in parts]))
+    cell.images = max(p.images for p in parts)
+    if options["mode"] == "image":
+        images = list(dict.fromkeys(name for p in parts for name in p.per_image))
+        values = np.array([[p.per_image.get(name, math.nan) for p in parts] for name in images])
+        cell.per_image = dict(zip(images, values.mean(axis=1).tolist(), strict=True))
+        cell.undefined = int(np.isnan(values).any(axis=1).sum())
+        cell.ci_low, cell.ci_high = bootstrap_ci_of_means(values, options["bootstrap"], options["seed"])
+    return cell
+
+
 def _curves(rows: pd.DataFrame, imported: list[ImportedCurve], metric: str, mode: str) -> pd.DataFrame:
     if mode == "image":
         return image_curves(rows, metric)
@@ -169,8 +252,10 @@ def bd_table(
     imported: list[ImportedCurve] | None = None,
     bootstrap: int = BOOTSTRAP_SAMPLES,
     seed: int = 0,
+    overall: Iterable[str] = (),
 ) -> BDTable:
-    """The BD table of every label in ``rows`` (and imported curves, curve mode) against ``anchor``.
+    """The BD table of every label in ``rows`` (and imported curves, curve mode) against ``anchor``,
+    with a composite score for each group of ``overall`` (keys of bench.measures.OVERALL).
 
     ``rows`` needs a ``label`` column (``bench.runs.combined_rows``); the caller checks that the
     anchor and the metrics exist.
@@ -185,7 +270,7 @@ def bd_table(
         )
         imported = []
     codecs = [label for label in labels + [curve.label for curve in imported] if label != anchor]
-    options = {"method": method, "delta": delta, "bootstrap": bootstrap, "seed": seed}
+    options = {"method": method, "delta": delta, "mode": mode, "bootstrap": bootstrap, "seed": seed}
     cells: dict[tuple[str, str], BDCell] = {}
     anchor_dropped, anchor_skipped, anchor_images = {}, {}, 0
     cell_of = _image_cell if mode == "image" else _curve_cell
@@ -211,6 +296,13 @@ def bd_table(
         for codec in codecs:
             test = curves[curves["label"] == codec]
             cells[(codec, metric)] = cell_of(reference, test, codec, metric, options)
+    scores = overall_scores(overall)
+    for score in scores:
+        members = [metric for metric in score.metrics if metric in metrics]
+        anchor_dropped[score.column] = sum(anchor_dropped[metric] for metric in members)
+        anchor_skipped[score.column] = sum(anchor_skipped[metric] for metric in members)
+        for codec in codecs:
+            cells[(codec, score.column)] = _overall_cell(cells, codec, score, metrics, options)
     images = {label: set(rows.loc[rows["label"] == label, "image_sha256"]) for label in labels}
     if len({frozenset(s) for s in images.values()}) > 1:
         notes.append(
@@ -234,4 +326,5 @@ def bd_table(
         anchor_images,
         names,
         notes,
+        scores,
     )

@@ -32,6 +32,7 @@ class ReportRequest:
     targets: list[float] = field(default_factory=lambda: [0.25, 0.5])
     visual: bool = True
     crop: int = 128
+    overall: list[str] = field(default_factory=list)  # groups whose composite score the BD tables show
 
 
 def speed_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -161,17 +162,17 @@ def figures_section(
 
 
 def bd_html(table) -> str:
-    """A BD table's value and count grids as HTML, with better-than-anchor cells marked (a lower BD-rate;
-    a BD-quality in the metric's own direction)."""
+    """A BD table's value and count grids as HTML, with better-than-anchor cells marked (a lower BD-rate,
+    composite scores included; a BD-quality in the metric's own direction)."""
     from bench.report.formats import counts_title, grids, notes, title
 
     values, counts = grids(table)
     classes = []
     for codec in [table.anchor] + table.codecs:
         row = ["text"]
-        for metric in table.metrics:
+        for metric in table.columns:
             cell = table.cells.get((codec, metric))
-            higher = all_metrics()[metric].higher_is_better
+            higher = metric not in table.metrics or all_metrics()[metric].higher_is_better
             better = (
                 None
                 if cell is None or math.isnan(cell.value)
@@ -181,7 +182,7 @@ def bd_html(table) -> str:
             )
             row.append("" if better is None else "good" if better else "bad")
         classes.append(row)
-    header = ["codec", *table.metrics]
+    header = ["codec", *table.columns]
     body = [[index, *row] for index, row in zip(values.index, values.values)]
     count_rows = [[index, *row] for index, row in zip(counts.index, counts.values)]
     ident = f"bd-{table.mode}"
@@ -213,7 +214,7 @@ def ranks_section(table) -> str:
     ranking = rank_codecs(table)
     ranks, tau = rank_grids(ranking)
     rank_classes = [
-        ["text"] + ["differs" if differs(ranking, codec, m) else "" for m in table.metrics]
+        ["text"] + ["differs" if differs(ranking, codec, m) else "" for m in table.columns]
         for codec in ranking.ranks.index
     ]
     tau_classes = [
@@ -223,14 +224,14 @@ def ranks_section(table) -> str:
     return (
         f"<p>{html.esc(ranks_title(ranking))}</p>"
         + html.table(
-            ["codec", *table.metrics],
+            ["codec", *table.columns],
             [[i, *row] for i, row in zip(ranks.index, ranks.values)],
             table_id="codec-ranks",
             classes=rank_classes,
         )
         + f"<p>{html.esc(TAU_TITLE)}</p>"
         + html.table(
-            ["metric", *table.metrics],
+            ["metric", *table.columns],
             [[i, *row] for i, row in zip(tau.index, tau.values)],
             table_id="rank-correlation",
             classes=tau_classes,
@@ -239,10 +240,11 @@ def ranks_section(table) -> str:
 
 
 def per_image_section(table, rows: pd.DataFrame) -> str:
-    """Per-image BD of every codec (first metric open, others folded) and every stored row."""
+    """Per-image BD of every codec (first metric open, other metrics and composite scores folded) and every
+    stored row."""
     parts = []
     if table is not None:
-        for i, metric in enumerate(table.metrics):
+        for i, metric in enumerate(table.columns):
             per_image = {codec: table.cells[(codec, metric)].per_image for codec in table.codecs}
             images = sorted({name for values in per_image.values() for name in values})
             body = [
@@ -331,8 +333,10 @@ def _bd_tables(rows, imported, request: ReportRequest, anchor: str | None, notes
         return None, None
     image = None
     if anchor in labels and len(labels) > 1:
-        image = bd_table(rows, anchor, request.metrics, "image", request.method)
-    curve = bd_table(rows, anchor, request.metrics, "curve", request.method, imported=imported)
+        image = bd_table(rows, anchor, request.metrics, "image", request.method, overall=request.overall)
+    curve = bd_table(
+        rows, anchor, request.metrics, "curve", request.method, imported=imported, overall=request.overall
+    )
     return image, curve
 
 

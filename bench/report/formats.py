@@ -68,16 +68,17 @@ def codec_name(table: BDTable, codec: str) -> str:
 
 
 def grids(table: BDTable) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(values, counts) as string frames: a row per codec, the anchor first, a column per metric."""
+    """(values, counts) as string frames: a row per codec, the anchor first, a column per metric and
+    composite score."""
     order = [table.anchor] + table.codecs
     values = {
         codec_name(table, codec): [
-            "anchor" if codec == table.anchor else value_text(table, codec, m) for m in table.metrics
+            "anchor" if codec == table.anchor else value_text(table, codec, m) for m in table.columns
         ]
         for codec in order
     }
-    counts = {codec_name(table, c): [counts_text(table, c, m) for m in table.metrics] for c in order}
-    return _frame(values, table.metrics), _frame(counts, table.metrics)
+    counts = {codec_name(table, c): [counts_text(table, c, m) for m in table.columns] for c in order}
+    return _frame(values, table.columns), _frame(counts, table.columns)
 
 
 def _frame(data: dict[str, list[str]], metrics: list[str]) -> pd.DataFrame:
@@ -87,26 +88,37 @@ def _frame(data: dict[str, list[str]], metrics: list[str]) -> pd.DataFrame:
 
 
 def notes(table: BDTable) -> list[str]:
-    """What the reader must know: undefined cells and why, low overlaps, skipped points."""
+    """What the reader must know: what a composite score averages, undefined cells and why, low overlaps,
+    skipped points."""
     lines = list(table.notes)
-    low = [c for c in table.cells.values() if c.overlap < LOW_OVERLAP]
+    what = "each metric's mean BD-rate over images" if table.mode == "image" else "the BD-rates"
+    for score in table.overall:
+        lines.append(f"{score.column}: {score.label}: the mean of {what} under {', '.join(score.metrics)}")
+    measured = {key: cell for key, cell in table.cells.items() if key[1] in table.metrics}
+    low = [c for c in measured.values() if c.overlap < LOW_OVERLAP]
     if low:
         lines.append(
-            f"{len(low)} of {len(table.cells)} cells compare curves that overlap on under {LOW_OVERLAP:.0%} "
+            f"{len(low)} of {len(measured)} cells compare curves that overlap on under {LOW_OVERLAP:.0%} "
             "of their range: BD averages the shared range only"
         )
+    composite: dict[tuple[str, str], list[str]] = {}  # (column, reason): its codecs, one line for all
     for (codec, metric), cell in table.cells.items():
-        if math.isnan(cell.value):
+        if math.isnan(cell.value) and metric not in table.metrics:
+            composite.setdefault((metric, cell.reason), []).append(codec)
+        elif math.isnan(cell.value):
             lines.append(f"{codec} {metric}: undefined: {cell.reason}")
-        if cell.skipped:
+        if cell.skipped and metric in table.metrics:
             lines.append(
                 f"{codec} {metric}: {cell.skipped} saturated point(s) skipped (infinite, or at its ceiling)"
             )
     for metric, skipped in table.anchor_skipped.items():
-        if skipped:
+        if skipped and metric in table.metrics:
             lines.append(
                 f"{table.anchor} {metric}: {skipped} saturated point(s) skipped (infinite, or at its ceiling)"
             )
+    lines += [
+        f"{', '.join(codecs)} {column}: undefined: {why}" for (column, why), codecs in composite.items()
+    ]
     return lines
 
 
@@ -129,7 +141,7 @@ TAU_TITLE = (
 
 def rank_grids(ranking: Ranking) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(ranks, correlations) as string frames: a row per codec (best under the reference metric first)
-    and a column per metric; a row and a column per metric."""
+    and a column per metric and composite score; a row and a column per metric and composite score."""
     table = ranking.table
     ranks = {
         codec_name(table, codec): [
@@ -140,17 +152,18 @@ def rank_grids(ranking: Ranking) -> tuple[pd.DataFrame, pd.DataFrame]:
     }
     tau = pd.DataFrame(
         [["-" if math.isnan(v) else f"{v:.2f}" for v in row] for row in ranking.tau.values],
-        index=pd.Index(table.metrics, name="metric"),
-        columns=table.metrics,
+        index=pd.Index(table.columns, name="metric"),
+        columns=table.columns,
     )
-    return _frame(ranks, table.metrics), tau
+    return _frame(ranks, table.columns), tau
 
 
 def records(table: BDTable) -> list[dict[str, Any]]:
-    """One flat record per codec and metric (the anchor's records hold its dropped points)."""
+    """One flat record per codec and metric or composite score (the anchor's records hold its dropped
+    points)."""
     base = {"anchor": table.anchor, "mode": table.mode, "method": table.method, "delta": table.delta}
     out = []
-    for metric in table.metrics:
+    for metric in table.columns:
         out.append(
             base
             | {"codec": table.anchor, "metric": metric, "role": "anchor", "images": table.anchor_images}
@@ -267,6 +280,7 @@ def render(table: BDTable, fmt: str, ranking: Ranking | None = None) -> str:
             "method": table.method,
             "delta": table.delta,
             "metrics": table.metrics,
+            "overall": {s.column: {"label": s.label, "metrics": s.metrics} for s in table.overall},
             "rows": rows,
             "per_image": {
                 f"{codec}/{metric}": {k: (v if math.isfinite(v) else None) for k, v in cell.per_image.items()}
