@@ -111,8 +111,8 @@ def read_weights(weights: WeightFile) -> tuple[Path, bytes]:
     except OSError as exc:
         raise WeightsUnavailable(f"{path}: {exc.strerror or exc}") from None
     if len(data) != weights.size:
-        size = f"{len(data)}" if len(data) <= weights.size else f"over {weights.size}"
-        raise WeightsUnavailable(f"{wrong} ({size} bytes, not {weights.size}): {weights.install(again=True)}")
+        size = f"{len(data)} bytes, not" if len(data) < weights.size else "more than"
+        raise WeightsUnavailable(f"{wrong} ({size} {weights.size} bytes): {weights.install(again=True)}")
     digest = hashlib.sha256(data).hexdigest()
     if digest != weights.sha256:
         raise WeightsUnavailable(

