@@ -295,7 +295,7 @@ def alexnet_features(x: Tensor, convs: list[tuple[Tensor, Tensor]]) -> list[Tens
     for index, ((weight, bias), (*_, stride, padding)) in enumerate(zip(convs, ALEXNET_CONVS, strict=True)):
         if index in (1, 2):
             x = F.max_pool2d(x, 3, 2)
-        x = F.relu(F.conv2d(x, weight, bias, stride, padding))
+        x = F.relu(F.conv2d(x, weight, bias, stride, padding), inplace=True)
         features.append(x)
     return features
 
@@ -312,7 +312,7 @@ def vgg16_features(
             x = pool(x)
         for _ in range(count):
             weight, bias = next(layers)
-            x = F.relu(F.conv2d(x, weight, bias, padding=1))
+            x = F.relu(F.conv2d(x, weight, bias, padding=1), inplace=True)
         features.append(x)
     return features
 
@@ -334,7 +334,8 @@ def _lpips(weights: WeightFile, reference: np.ndarray, reconstruction: np.ndarra
     shift, scale = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1) for v in (LPIPS_SHIFT, LPIPS_SCALE))
 
     def features(image: np.ndarray) -> list[Tensor]:
-        x = (_as_batch(image / 127.5 - 1.0) - shift) / scale
+        x = _as_batch(image / 127.5 - 1.0).to(memory_format=torch.channels_last)  # as lpips.im2tensor's
+        x = (x - shift) / scale
         return alexnet_features(x, convs) if weights == ALEXNET else vgg16_features(x, convs, _max_pool)
 
     def unit(x: Tensor) -> Tensor:
@@ -388,7 +389,9 @@ def dists(reference: np.ndarray, reconstruction: np.ndarray) -> float:
     mean, std = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1) for v in (DISTS_MEAN, DISTS_STD))
 
     def features(image: np.ndarray) -> list[Tensor]:
-        x = _as_batch(image) / 255  # torchvision's ToTensor
+        x = (
+            _as_batch(image) / 255
+        )  # torchvision's ToTensor (contiguous, where lpips' tensors are channels-last)
         return [x, *vgg16_features((x - mean) / std, convs, _l2_pool)]
 
     with torch.inference_mode():

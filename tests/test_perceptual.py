@@ -131,7 +131,7 @@ def test_lpips_equals_the_lpips_package_on_the_same_weights(weights, weights_fil
     with torch.no_grad():
         expected = float(model(lpips.im2tensor(reference), lpips.im2tensor(reconstruction)))
     ours = measures.all_metrics()[f"lpips_{net}"].compute(reference, reconstruction)
-    assert ours == pytest.approx(expected, rel=1e-5) and expected > 0.01
+    assert ours == expected > 0.01  # the same operations on tensors of the same layout: the same bits
 
 
 def test_dists_equals_dists_pytorch_on_the_same_weights(weights, monkeypatch):
@@ -159,16 +159,12 @@ def test_dists_equals_dists_pytorch_on_the_same_weights(weights, monkeypatch):
     model.alpha.data, model.beta.data = state["alpha"], state["beta"]
     reference, reconstruction = jpeg_pair(48, 80)
 
-    def as_tensor(image):
-        return (
-            torch.from_numpy(image.copy()).permute(2, 0, 1).float().div(255)[None]
-        )  # torchvision's ToTensor
+    def as_tensor(image):  # torchvision's ToTensor
+        return torch.from_numpy(image.copy()).permute(2, 0, 1).contiguous().float().div(255)[None]
 
     with torch.no_grad():
         expected = float(model(as_tensor(reference), as_tensor(reconstruction)))
-    assert (
-        perceptual.dists(reference, reconstruction) == pytest.approx(expected, rel=1e-5) and expected > 0.01
-    )
+    assert perceptual.dists(reference, reconstruction) == expected > 0.01
 
 
 # --- weight files -----------------------------------------------------------------------------------------
