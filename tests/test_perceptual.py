@@ -47,10 +47,11 @@ def jpeg_pair(height: int, width: int, quality: int = 30) -> tuple[np.ndarray, n
 
 
 def package_file(package: str, relative: str) -> Path:
-    """A file of an installed package, found without importing it; the test is skipped without the package."""
+    """A file of an installed package, found without importing it; the test is skipped without the package
+    (fails under CI=true: make installs it)."""
     spec = importlib.util.find_spec(package)
     if spec is None:
-        pytest.skip(f"{package} is not installed (pip install --no-deps lpips==0.1.4 DISTS_pytorch==0.1)")
+        skip_or_fail(f"{package} is not installed (pip install --no-deps lpips==0.1.4 DISTS_pytorch==0.1)")
     return Path(next(iter(spec.submodule_search_locations))) / relative
 
 
