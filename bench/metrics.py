@@ -306,7 +306,7 @@ def _jpegai_metrics() -> list[Metric]:
         ),
         Metric(
             name="psnr_hvs_y10",
-            label="PSNR-HVS Y 10-bit (JPEG AI) (dB)",
+            label="PSNR-HVS Y 10-bit (JPEG AI, dB)",
             unit="dB",
             direction=HIGHER,
             fmt="{:.2f}",
