@@ -6,13 +6,12 @@ package, see bench.measures); then `make docs` regenerates the column table of d
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 
 import numpy as np
 
-from bench import perceptual, tool_metrics
+from bench import jpegai_metrics, perceptual, tool_metrics
+from bench.jpegai_metrics import psnr_hvs_of_lumas, yuv_planes
 from bench.measure_types import HIGHER, LOWER, Metric, MetricUndefined
 from bench.ssimulacra2 import ssimulacra2
 
@@ -48,18 +47,6 @@ def psnr_y(reference: np.ndarray, reconstruction: np.ndarray) -> float:
     _check_pair(reference, reconstruction)
     diff = luma_bt709(reference) - luma_bt709(reconstruction)
     return psnr_from_mse(float(np.mean(diff * diff)))
-
-
-def yuv_planes(image: np.ndarray, bits: int) -> np.ndarray:
-    """JPEG AI's conversion of 8-bit RGB: to [0, 1] rounded to ``bits``, BT.709 full range without luma
-    offset (Y = 0.2126 R + 0.7152 G + 0.0722 B, U = (B - Y) / 1.8556 + 0.5, V = (R - Y) / 1.5748 + 0.5),
-    clamped to [0, 1] and rounded to ``bits``: 3 x H x W integer-valued float64 planes."""
-    top = (1 << bits) - 1
-    rgb = np.round(image.astype(np.float64) * (top / 255.0)) / top
-    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    luma = red * 0.2126 + green * 0.7152 + blue * 0.0722
-    planes = np.stack([luma, (blue - luma) / 1.8556 + 0.5, (red - luma) / 1.5748 + 0.5])
-    return np.round(np.clip(planes, 0.0, 1.0) * top)
 
 
 def yuv_psnrs(reference: np.ndarray, reconstruction: np.ndarray, bits: int) -> tuple[float, float, float]:
@@ -132,16 +119,8 @@ def psnr_hvs_family(reference: np.ndarray, reconstruction: np.ndarray) -> dict[s
     luma divided by 255, as psnr_y forms it; a side that is not a multiple of 8 is padded by repeating
     the last row or column (JPEG AI's convention). Identical images give the package's cap, 100."""
     _check_pair(reference, reconstruction)
-    with contextlib.redirect_stdout(io.StringIO()):  # it prints which optional backends it lacks
-        import psnr_hvsm
-
-    backend = psnr_hvsm.BACKENDS.get("cpp", psnr_hvsm.BACKENDS["numpy"])["psnr_hvs_hvsm"]
-    height, width = reference.shape[:2]
-    padding = ((0, -height % 8), (0, -width % 8))
-    luma = [np.pad(luma_bt709(image) / 255.0, padding, mode="edge") for image in (reference, reconstruction)]
-    with np.errstate(invalid="ignore", divide="ignore"):  # its NumPy backend divides 0 by 0 on flat blocks
-        hvs, hvs_m = backend(*luma)
-    return {"psnr_hvs": float(hvs), "psnr_hvs_m": float(hvs_m)}
+    hvs, hvs_m = psnr_hvs_of_lumas(luma_bt709(reference) / 255.0, luma_bt709(reconstruction) / 255.0)
+    return {"psnr_hvs": hvs, "psnr_hvs_m": hvs_m}
 
 
 def _psnr_hvs_metrics() -> list[Metric]:
@@ -251,6 +230,112 @@ def _perceptual(name: str, label: str, doc: str, reads: str, **declared) -> Metr
         ceiling=0.0,
         **declared,
     )
+
+
+def _jpegai_metrics() -> list[Metric]:
+    """JPEG AI's seven metrics as its quality assessment framework computes them (bench/jpegai_metrics.py),
+    in the order of its tables; its MS-SSIM, VMAF and PSNR-HVS under names of their own."""
+    y10 = "JPEG AI 10-bit Y of 8-bit RGB"
+    common = {"direction": HIGHER, "fmt": "{:.5f}", "groups": ("jpegai",), "ceiling": 1.0}
+    return [
+        Metric(
+            name="ms_ssim_y10",
+            label="MS-SSIM Y 10-bit (JPEG AI)",
+            doc="JPEG AI's MS-SSIM: pytorch-msssim (5 scales, Gaussian window 11 / sigma 1.5) of the 10-bit Y "
+            "plane of JPEG AI's conversion, data range 1023; a side under 164 px is zero-padded to 164 "
+            "(bottom, right), as JPEG AI does; 1 for identical images",
+            compute=jpegai_metrics.ms_ssim_y10,
+            reads=y10,
+            requires=("torch", "pytorch_msssim"),
+            **common,
+        ),
+        Metric(
+            name="vifp",
+            label="VIFp (JPEG AI)",
+            doc="VIF in the pixel domain (Sheikh and Bovik; 4 scales, noise variance 2) by piq's `vif_p` of the "
+            "10-bit Y in [0, 1], as JPEG AI computes it (with IQA_pytorch's VIFs: the same to 1e-5); a side "
+            "under 64 px is zero-padded to 64; 1 for identical images",
+            compute=jpegai_metrics.vifp,
+            reads=y10,
+            requires=("torch", "piq"),
+            cost="moderate",
+            **common,
+        ),
+        Metric(
+            name="fsim",
+            label="FSIM (JPEG AI)",
+            doc="FSIM with chroma (FSIMc, Zhang et al.) by piq's `fsim` (after the authors' MATLAB code) of the "
+            "RGB rounded to 10 bits, as JPEG AI computes it (with IQA_pytorch's FSIM: the same to 1e-5); "
+            "1 for identical images; undefined on an image 1 px wide or high",
+            compute=jpegai_metrics.fsim,
+            reads="JPEG AI 10-bit RGB of 8-bit RGB",
+            requires=("torch", "piq"),
+            cost="moderate",
+            **common,
+        ),
+        Metric(
+            name="nlpd",
+            label="NLPD (JPEG AI, approximate)",
+            direction=LOWER,
+            fmt="{:.5f}",
+            doc="NLPD (Laparra et al.) as JPEG AI computes it: IQA_pytorch 0.1's `NLPD(channels=1)`, ported "
+            "(bench/jpegai_metrics.py), of the 10-bit Y in [0, 1], a side under 128 px zero-padded to 128; "
+            "approximate: it differs from the authors' MATLAB code by up to ~30 % on near-lossless pairs; "
+            "0 for identical images, lower is better",
+            compute=jpegai_metrics.nlpd,
+            reads=y10,
+            requires=("torch",),
+            groups=("jpegai",),
+            ceiling=0.0,
+        ),
+        Metric(
+            name="iw_ssim",
+            label="IW-SSIM (JPEG AI)",
+            doc="IW-SSIM (Wang and Li) as JPEG AI's own code computes it: a port of its IW_SSIM_PyTorch.py "
+            "(after Xinyu Guo's Python-IW-SSIM; pyrtools' Laplacian pyramid; float64, its CPU path's values "
+            "to 1e-15) of "
+            "the 10-bit Y scaled to [0, 255], a side under 256 px zero-padded to 256; 1 for identical images; "
+            "undefined where the original's 3 x 3 neighbourhoods are linearly dependent (a flat or ramp image)",
+            compute=jpegai_metrics.iw_ssim,
+            reads=y10,
+            requires=("torch", "pyrtools"),
+            cost="moderate",
+            **common,
+        ),
+        Metric(
+            name="vmaf_yuv10",
+            label="VMAF YUV 10-bit (JPEG AI)",
+            direction=HIGHER,
+            fmt="{:.3f}",
+            doc="JPEG AI's VMAF: VMAF v0.6.1 of libvmaf in imageio-ffmpeg's ffmpeg (`n_threads=1`; the stored "
+            "version names libvmaf's) on the 10-bit YUV 4:4:4 planes of JPEG AI's conversion; one frame, so "
+            "identical images give 97.428 to 97.430 (its ceiling for stills); undefined on an image with a "
+            "side under 17 px",
+            compute=jpegai_metrics.vmaf_yuv10,
+            reads="JPEG AI 10-bit YUV 4:4:4 of 8-bit RGB",
+            requires=("imageio_ffmpeg",),
+            cost="cheap",
+            groups=("jpegai",),
+            probe=tool_metrics.vmaf_unavailable,
+            tool_version=tool_metrics.libvmaf_version,
+            ceiling=VMAF_STILL_CEILING,
+        ),
+        Metric(
+            name="psnr_hvs_y10",
+            label="PSNR-HVS Y 10-bit (JPEG AI, dB)",
+            unit="dB",
+            direction=HIGHER,
+            fmt="{:.2f}",
+            doc="JPEG AI's PSNR-HVS (its PSNR_HVS column: PSNR-HVS, not -M; the psnr_hvsm package) of the "
+            "10-bit Y in [0, 1], sides padded to a multiple of 8 by repeating the edge; 100 (the package's "
+            "cap) for identical images",
+            compute=jpegai_metrics.psnr_hvs_y10,
+            reads=y10,
+            requires=("psnr_hvsm",),
+            groups=("jpegai", "hvs"),
+            ceiling=100.0,
+        ),
+    ]
 
 
 YUV_METRICS = _yuv_metrics()
@@ -393,4 +478,5 @@ METRICS = [
         probe=perceptual.dists_unavailable,
         cost="expensive",
     ),
+    *_jpegai_metrics(),
 ]

@@ -24,6 +24,8 @@ PACKAGES = (
     "torch",
     "compressai",
     "pytorch-msssim",
+    "piq",
+    "pyrtools",
 )
 
 

@@ -5,6 +5,7 @@
 - VMAF v0.6.1: libvmaf inside imageio-ffmpeg's ffmpeg, fed raw BT.709 full-range 8-bit YUV 4:4:4 planes
   written here (bench.adapters.yuv, H.273: chroma offset 128), so ffmpeg converts nothing. The model
   reads luma only: JPEG AI's conversion (the same luma, chroma offset 127.5) gives the same scores.
+  ``vmaf_of_planes`` also reads 10-bit planes (JPEG AI's variant, bench.jpegai_metrics).
 """
 
 from __future__ import annotations
@@ -144,14 +145,18 @@ def _ffmpeg() -> str:
         raise ToolError(f"imageio-ffmpeg finds no ffmpeg: {exc}") from None
 
 
-def vmaf_of_planes(reference: list[np.ndarray], reconstruction: list[np.ndarray]) -> tuple[float, str]:
-    """VMAF v0.6.1 of two pictures given as their Y, Cb, Cr planes (8-bit, 4:4:4), and libvmaf's version
-    as its log names it. libvmaf's first input is the distorted picture, its second the reference."""
+def vmaf_of_planes(
+    reference: list[np.ndarray], reconstruction: list[np.ndarray], bits: int = 8
+) -> tuple[float, str]:
+    """VMAF v0.6.1 of two pictures given as their Y, Cb, Cr planes (4:4:4, integer samples of ``bits``: 8
+    or 10), and libvmaf's version as its log names it. libvmaf's first input is the distorted picture, its
+    second the reference."""
     height, width = reference[0].shape
-    raw = ["-f", "rawvideo", "-pix_fmt", "yuv444p", "-s", f"{width}x{height}", "-i"]
+    pixel_format, sample = {8: ("yuv444p", np.uint8), 10: ("yuv444p10le", np.dtype("<u2"))}[bits]
+    raw = ["-f", "rawvideo", "-pix_fmt", pixel_format, "-s", f"{width}x{height}", "-i"]
     with _folder("vmaf") as folder:
         for name, planes in (("dist.yuv", reconstruction), ("ref.yuv", reference)):
-            (folder / name).write_bytes(b"".join(plane.astype(np.uint8).tobytes() for plane in planes))
+            (folder / name).write_bytes(b"".join(plane.astype(sample).tobytes() for plane in planes))
         inputs = [*raw, "dist.yuv", *raw, "ref.yuv"]
         argv = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", *inputs, "-lavfi"]
         run_tool([*argv, f"[0:v][1:v]{VMAF_FILTER}", "-f", "null", "-"], folder, TIMEOUT_S)

@@ -89,8 +89,8 @@ def test_metrics_grammar_names_groups_additions_and_all():
     assert measures.with_sources(["ms_ssim_db"]) == ["ms_ssim", "ms_ssim_db"]
     with pytest.raises(
         UserError,
-        match=r"no metric or group 'enc_s'; choose from all, default, yuv, hvs, color, perceptual, external, "
-        r"psnr_rgb",
+        match=r"no metric or group 'enc_s'; choose from all, default, yuv, hvs, color, perceptual, jpegai, "
+        r"external, psnr_rgb",
     ):
         measures.resolve_metrics("enc_s", default)
 
