@@ -42,6 +42,18 @@ class MetricUndefined(Exception):
     """Raised by a metric's function when it has no value for this pair (the message says why)."""
 
 
+def check_rgb_pair(reference: np.ndarray, reconstruction: np.ndarray, min_side: int, what: str) -> None:
+    """ValueError unless both are H x W x 3 uint8 of one shape; MetricUndefined under ``min_side``."""
+    for image in (reference, reconstruction):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"{what} reads 8-bit RGB (H x W x 3 uint8), not {image.dtype} {image.shape}")
+    if reference.shape != reconstruction.shape:
+        raise ValueError(f"shape mismatch: {reference.shape} vs {reconstruction.shape}")
+    height, width = reference.shape[:2]
+    if min(height, width) < min_side:
+        raise MetricUndefined(f"{width}x{height} has a side under {min_side} px, too small for {what}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Metric(Measure):
     """A measure computed from the original and its reconstruction (8-bit RGB arrays, H x W x 3).

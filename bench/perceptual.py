@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bench.measure_types import MetricUndefined
+from bench.measure_types import check_rgb_pair
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -275,18 +275,6 @@ def dists_state(data: bytes, where: str) -> dict[str, Tensor]:
     return loaded
 
 
-def _check_pair(reference: np.ndarray, reconstruction: np.ndarray, min_side: int, what: str) -> None:
-    """ValueError unless both are H x W x 3 uint8 of one shape; MetricUndefined under ``min_side``."""
-    for image in (reference, reconstruction):
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"{what} reads 8-bit RGB (H x W x 3 uint8), not {image.dtype} {image.shape}")
-    if reference.shape != reconstruction.shape:
-        raise ValueError(f"shape mismatch: {reference.shape} vs {reconstruction.shape}")
-    height, width = reference.shape[:2]
-    if min(height, width) < min_side:
-        raise MetricUndefined(f"{width}x{height} has a side under {min_side} px, too small for {what}")
-
-
 def alexnet_features(x: Tensor, convs: list[tuple[Tensor, Tensor]]) -> list[Tensor]:
     """The ReLU outputs of AlexNet's five convolutions (lpips' alexnet slices)."""
     import torch.nn.functional as F
@@ -367,13 +355,13 @@ def _l2_pool(x: Tensor) -> Tensor:
 
 def lpips_alex(reference: np.ndarray, reconstruction: np.ndarray) -> float:
     """LPIPS v0.1 on AlexNet; 0 for identical images; MetricUndefined under 31 px."""
-    _check_pair(reference, reconstruction, ALEXNET_MIN_SIDE, "LPIPS's AlexNet")
+    check_rgb_pair(reference, reconstruction, ALEXNET_MIN_SIDE, "LPIPS's AlexNet")
     return _lpips(ALEXNET, reference, reconstruction)
 
 
 def lpips_vgg(reference: np.ndarray, reconstruction: np.ndarray) -> float:
     """LPIPS v0.1 on VGG16; 0 for identical images; MetricUndefined under 16 px."""
-    _check_pair(reference, reconstruction, VGG16_MIN_SIDE, "LPIPS's VGG16")
+    check_rgb_pair(reference, reconstruction, VGG16_MIN_SIDE, "LPIPS's VGG16")
     return _lpips(VGG16, reference, reconstruction)
 
 
@@ -383,7 +371,7 @@ def dists(reference: np.ndarray, reconstruction: np.ndarray) -> float:
     give 0 or -2^-23 in float32 (the covariance is E[xy] - E[x]E[y], the variances E[(x - E[x])^2])."""
     import torch
 
-    _check_pair(reference, reconstruction, 1, "DISTS")
+    check_rgb_pair(reference, reconstruction, 1, "DISTS")
     convs, _ = lpips_layers(VGG16)
     alpha, beta = dists_weights()
     mean, std = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1) for v in (DISTS_MEAN, DISTS_STD))

@@ -24,7 +24,7 @@ import numpy as np
 
 from bench.adapters.tool import ToolError, output_tail, run_tool, tool_output
 from bench.adapters.yuv import YuvFormat, rgb_to_planes
-from bench.measure_types import MetricUndefined
+from bench.measure_types import check_rgb_pair
 
 TIMEOUT_S = 300.0  # one tool call; far above the seconds a 24-megapixel pair takes
 VERSION_TIMEOUT_S = 20.0
@@ -42,18 +42,6 @@ def _folder(tool: str) -> Iterator[Path]:
         yield Path(folder)
 
 
-def _check_pair(reference: np.ndarray, reconstruction: np.ndarray, min_side: int, tool: str) -> None:
-    """ValueError unless both are H x W x 3 uint8 of one shape; MetricUndefined under ``min_side``."""
-    for image in (reference, reconstruction):
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"{tool} reads 8-bit RGB (H x W x 3 uint8), not {image.dtype} {image.shape}")
-    if reference.shape != reconstruction.shape:
-        raise ValueError(f"shape mismatch: {reference.shape} vs {reconstruction.shape}")
-    height, width = reference.shape[:2]
-    if min(height, width) < min_side:
-        raise MetricUndefined(f"{width}x{height} has a side under {min_side} px, too small for {tool}")
-
-
 def _write_png(path: Path, image: np.ndarray) -> None:
     from PIL import Image
 
@@ -64,7 +52,7 @@ def _butteraugli(
     reference: np.ndarray, reconstruction: np.ndarray, heatmap: bool = False
 ) -> tuple[float, float, np.ndarray | None]:
     """butteraugli_main's max-norm distance and 3-norm, and with ``heatmap`` its heat map (RGB uint8)."""
-    _check_pair(reference, reconstruction, BUTTERAUGLI_MIN_SIDE, BUTTERAUGLI)
+    check_rgb_pair(reference, reconstruction, BUTTERAUGLI_MIN_SIDE, BUTTERAUGLI)
     with _folder("butteraugli") as folder:
         _write_png(folder / "ref.png", reference)
         _write_png(folder / "dist.png", reconstruction)
@@ -176,7 +164,7 @@ def vmaf_of_planes(
 def vmaf(reference: np.ndarray, reconstruction: np.ndarray) -> float:
     """VMAF v0.6.1 of the pair's BT.709 full-range YUV 4:4:4 8-bit planes; MetricUndefined on an image
     with a side under 17 px."""
-    _check_pair(reference, reconstruction, VMAF_MIN_SIDE, "libvmaf")
+    check_rgb_pair(reference, reconstruction, VMAF_MIN_SIDE, "libvmaf")
     return vmaf_of_planes(rgb_to_planes(reference, VMAF_YUV), rgb_to_planes(reconstruction, VMAF_YUV))[0]
 
 
