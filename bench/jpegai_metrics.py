@@ -27,7 +27,7 @@ import io
 import numpy as np
 
 from bench import tool_metrics
-from bench.measure_types import MetricUndefined
+from bench.measure_types import MetricUndefined, check_rgb_pair
 
 BITS = 10  # JPEG AI's internal bit depth
 PEAK = (1 << BITS) - 1
@@ -69,13 +69,7 @@ def psnr_hvs_of_lumas(reference: np.ndarray, reconstruction: np.ndarray) -> tupl
 
 
 def _check_pair(reference: np.ndarray, reconstruction: np.ndarray) -> None:
-    for image in (reference, reconstruction):
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(
-                f"JPEG AI's metrics read 8-bit RGB (H x W x 3 uint8), not {image.dtype} {image.shape}"
-            )
-    if reference.shape != reconstruction.shape:
-        raise ValueError(f"shape mismatch: {reference.shape} vs {reconstruction.shape}")
+    check_rgb_pair(reference, reconstruction, 1, "a JPEG AI metric")
 
 
 def luma(image: np.ndarray) -> np.ndarray:
