@@ -74,7 +74,7 @@ class Metric(Measure):
     cost: str = "cheap"  # cheap (< 0.1 s per 768x512 image), moderate (< 1 s), expensive
     groups: tuple[str, ...] = ()  # "default": computed by every run unless --metrics says otherwise
     summary: bool = False  # shown in the summary of `bench run`
-    compared: bool = True  # among the default metrics that bd, report and compare show
+    compared: bool = True  # shown by bd and report when the runs hold it and --metrics names none
     # Beyond Python modules: ``probe()`` says why it cannot run here (a missing tool), or None; its result
     # is cached per process. ``tool_version()`` names the tool's version, appended to ``version``.
     probe: Callable[[], str | None] | None = None

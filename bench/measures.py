@@ -398,11 +398,6 @@ def default_metrics() -> list[str]:
     return resolve_metrics(spec, group, f"${DEFAULT_METRICS_ENV}") if spec else group
 
 
-def compared_by_default() -> list[str]:
-    """What bd, report and compare show unless --metrics says otherwise."""
-    return [name for name in default_metrics() if all_metrics()[name].compared]
-
-
 def with_sources(names: Iterable[str]) -> list[str]:
     """``names`` and every metric they derive from, in registry order."""
     metrics = all_metrics()
