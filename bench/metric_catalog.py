@@ -38,6 +38,7 @@ from bench.errors import UserError
 from bench.measure_types import HIGHER, LOWER, Metric, MetricUndefined
 from bench.quoting import one_line
 from bench.resources import metrics_dir
+from bench.tool_metrics import ffmpeg
 
 REQUIRED = ("name", "label", "doc", "direction", "command", "format", "read", "version")
 KEYS = REQUIRED + ("unit", "groups", "cost", "ceiling", "version_pattern", "timeout", "install")
@@ -48,14 +49,8 @@ NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")  # a metric's name is also a column o
 FILE_LIMIT_BYTES = 64 << 20  # the largest file a metric tool may write: stdout, stderr, its output file
 
 
-def _ffmpeg() -> str:
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
 # Programs named by a placeholder: the placeholder, how to find the program, the Python module it needs.
-PROGRAMS: dict[str, tuple[Callable[[], str], str]] = {"{ffmpeg}": (_ffmpeg, "imageio_ffmpeg")}
+PROGRAMS: dict[str, tuple[Callable[[], str], str]] = {"{ffmpeg}": (ffmpeg, "imageio_ffmpeg")}
 
 
 def _string(data: dict[str, Any], key: str, default: str | None = None, empty: bool = False) -> str:
@@ -213,7 +208,7 @@ class MetricTool:
         for program in self._programs():
             try:
                 path = self._resolved(program)
-            except RuntimeError as exc:  # imageio-ffmpeg finds no ffmpeg
+            except ToolError as exc:  # imageio-ffmpeg finds no ffmpeg
                 return one_line(f"it needs {program}, which is not found: {exc}")
             if executable(path) is None:
                 shown = program if path == program else f"{program} ({path})"

@@ -123,7 +123,7 @@ def libjxl_version() -> str:
     return "unknown"
 
 
-def _ffmpeg() -> str:
+def ffmpeg() -> str:
     """imageio-ffmpeg's ffmpeg (or the one IMAGEIO_FFMPEG_EXE names); ToolError when there is none."""
     import imageio_ffmpeg
 
@@ -146,7 +146,7 @@ def vmaf_of_planes(
         for name, planes in (("dist.yuv", reconstruction), ("ref.yuv", reference)):
             (folder / name).write_bytes(b"".join(plane.astype(sample).tobytes() for plane in planes))
         inputs = [*raw, "dist.yuv", *raw, "ref.yuv"]
-        argv = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", *inputs, "-lavfi"]
+        argv = [ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", *inputs, "-lavfi"]
         run_tool([*argv, f"[0:v][1:v]{VMAF_FILTER}", "-f", "null", "-"], folder, TIMEOUT_S)
         try:
             log = json.loads((folder / "vmaf.json").read_text())
