@@ -320,12 +320,7 @@ def iw_ssim(reference: np.ndarray, reconstruction: np.ndarray) -> float:
 
 def vmaf_yuv10(reference: np.ndarray, reconstruction: np.ndarray) -> float:
     """VMAF v0.6.1 (libvmaf) of the 10-bit YUV 4:4:4 planes; MetricUndefined under 17 px."""
-    _check_pair(reference, reconstruction)
-    height, width = reference.shape[:2]
-    if min(height, width) < tool_metrics.VMAF_MIN_SIDE:
-        raise MetricUndefined(
-            f"{width}x{height} has a side under {tool_metrics.VMAF_MIN_SIDE} px, too small for libvmaf"
-        )
+    check_rgb_pair(reference, reconstruction, tool_metrics.VMAF_MIN_SIDE, "libvmaf")
     planes = [list(yuv_planes(image, BITS)) for image in (reference, reconstruction)]
     return tool_metrics.vmaf_of_planes(*planes, bits=BITS)[0]
 
