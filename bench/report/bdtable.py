@@ -26,7 +26,7 @@ import pandas as pd
 
 from bench import measures
 from bench.bd import bd_details, monotone_points
-from bench.measures import all_metrics
+from bench.measures import Metric, all_metrics
 from bench.report.compressai import ImportedCurve, imported_mean_curve
 from bench.report.curves import image_curves, mean_curves
 
@@ -135,18 +135,17 @@ def bootstrap_ci_of_means(
     return float(low), float(high)
 
 
-def prepare(
-    points: pd.DataFrame, higher_is_better: bool = True, ceiling: float | None = None
-) -> tuple[list[tuple[float, float]], int, int]:
-    """(the points BD uses, non-monotonic points dropped, points skipped where the metric saturates:
-    an infinite value, or one at or past ``ceiling`` in the metric's direction)."""
+def prepare(points: pd.DataFrame, metric: Metric) -> tuple[list[tuple[float, float]], int, int]:
+    """(the points BD uses, non-monotonic points dropped, points skipped where ``metric`` saturates:
+    an infinite value, or one at or past its ceiling in its direction)."""
     values = points["value"].to_numpy(dtype=float)
     unsaturated = np.isfinite(values)
+    ceiling = metric.ceiling
     if ceiling is not None and math.isfinite(ceiling):  # an infinite one: not finite, already out
-        sign = 1.0 if higher_is_better else -1.0
+        sign = 1.0 if metric.higher_is_better else -1.0
         unsaturated &= sign * (values - ceiling) < -CEILING_TOLERANCE
     kept = points[unsaturated]
-    keep = monotone_points(kept["bpp"], kept["value"], higher_is_better)
+    keep = monotone_points(kept["bpp"], kept["value"], metric.higher_is_better)
     pairs = list(zip(kept["bpp"][keep], kept["value"][keep], strict=True))
     return pairs, int((~keep).sum()), int((~unsaturated).sum())
 
@@ -160,15 +159,15 @@ def _image_cell(anchor: pd.DataFrame, test: pd.DataFrame, codec: str, metric: st
         if sha not in anchor_by_image:
             continue
         cell.images += 1
-        test_pairs, dropped, skipped = prepare(points, options["higher"], options["ceiling"])
+        test_pairs, dropped, skipped = prepare(points, options["metric"])
         cell.dropped += dropped
         cell.skipped += skipped
         details = bd_details(
-            prepare(anchor_by_image[sha], options["higher"], options["ceiling"])[0],
+            prepare(anchor_by_image[sha], options["metric"])[0],
             test_pairs,
             options["method"],
             options["delta"],
-            options["higher"],
+            options["metric"].higher_is_better,
         )
         cell.per_image[names[sha]] = details["value"]
         if math.isnan(details["value"]):
@@ -193,16 +192,16 @@ def _image_cell(anchor: pd.DataFrame, test: pd.DataFrame, codec: str, metric: st
 def _curve_cell(anchor: pd.DataFrame, test: pd.DataFrame, codec: str, metric: str, options) -> BDCell:
     cell = BDCell(codec, metric, math.nan, imported=bool(test["imported"].any()))
     cell.images = int(test["images"].max()) if test["images"].notna().any() else 0
-    test_pairs, cell.dropped, cell.skipped = prepare(test, options["higher"], options["ceiling"])
+    test_pairs, cell.dropped, cell.skipped = prepare(test, options["metric"])
     if not test_pairs or anchor.empty:
         cell.reason = "no points for this metric" if not test_pairs else "the anchor has no points for it"
         return cell
     details = bd_details(
-        prepare(anchor, options["higher"], options["ceiling"])[0],
+        prepare(anchor, options["metric"])[0],
         test_pairs,
         options["method"],
         options["delta"],
-        options["higher"],
+        options["metric"].higher_is_better,
     )
     cell.value, cell.reason, cell.overlap = details["value"], details["reason"], details["overlap"]
     return cell
@@ -275,22 +274,18 @@ def bd_table(
     anchor_dropped, anchor_skipped, anchor_images = {}, {}, 0
     cell_of = _image_cell if mode == "image" else _curve_cell
     for metric in metrics:
-        options["higher"] = all_metrics()[metric].higher_is_better
-        options["ceiling"] = all_metrics()[metric].ceiling
+        options["metric"] = all_metrics()[metric]
         curves = _curves(rows, imported, metric, mode)
         reference = curves[curves["label"] == anchor]
         if mode == "image":
             per_image = [
-                prepare(points, options["higher"], options["ceiling"])[1:]
-                for _, points in reference.groupby("image_sha256")
+                prepare(points, options["metric"])[1:] for _, points in reference.groupby("image_sha256")
             ]
             anchor_dropped[metric] = sum(d for d, _ in per_image)
             anchor_skipped[metric] = sum(s for _, s in per_image)
             anchor_images = max(anchor_images, len(per_image))
         else:
-            _, anchor_dropped[metric], anchor_skipped[metric] = prepare(
-                reference, options["higher"], options["ceiling"]
-            )
+            _, anchor_dropped[metric], anchor_skipped[metric] = prepare(reference, options["metric"])
             if reference["images"].notna().any():
                 anchor_images = max(anchor_images, int(reference["images"].max()))
         for codec in codecs:
