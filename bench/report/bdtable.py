@@ -102,13 +102,7 @@ class BDTable:
 
 def bootstrap_ci(values: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap 95 % interval of the mean; NaN with fewer than two values."""
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:
-        return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
+    return bootstrap_ci_of_means(np.asarray(values, dtype=float)[:, None], samples, seed)
 
 
 def bootstrap_ci_of_means(
@@ -116,8 +110,8 @@ def bootstrap_ci_of_means(
 ) -> tuple[float, float]:
     """Percentile bootstrap 95 % interval, resampling the rows (images) of ``values`` (images x metrics,
     NaN where undefined), of the mean over the columns of each column's mean over its defined rows; a
-    resample where a column has no defined row is left out. With every value defined it is
-    ``bootstrap_ci`` of the row means (the same resamples)."""
+    resample where a column has no defined row is left out. With every value defined it is the
+    bootstrap of the row means (the same resamples); one column: of that column's mean."""
     values = np.asarray(values, dtype=float)
     images = len(values)
     if images < 2:
