@@ -4,7 +4,6 @@ package form the group here (some higher-, some lower-is-better; one undefined o
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import warnings
@@ -14,14 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 from skimage import data
 
 import bench
 from bench import measures
-from bench.cli import cli
 from tests.test_bd import bjontegaard_package  # noqa: F401 - the `bj` fixture
+from tests.test_report import bd_json, cells, invoke
 
 PLUGIN = """
 import numpy as np
@@ -78,20 +76,6 @@ LOWER_IS_BETTER = {"ai_mae", "ai_rmse", "ai_gradient"}
 SMALL = "coffee.png"  # 180 px high: ai_psnr_large is undefined there
 OVERALL = "jpegai_overall"
 LABEL = "JPEG AI overall (mean BD-rate of 7)"
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def bd_json(*args) -> dict:
-    result = invoke("bd", *args, "--format", "json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def cells(document: dict) -> dict[tuple[str, str], dict]:
-    return {(r["codec"], r["metric"]): r for r in document["rows"] if r["role"] == "test"}
 
 
 @pytest.fixture(scope="module", autouse=True)
