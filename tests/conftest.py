@@ -37,6 +37,19 @@ def skip_or_fail(reason: str, installable: bool = True) -> None:
     pytest.skip(reason)
 
 
+def plugin_package(folder: Path, module: str, source: str, group: str, entries: dict[str, str]) -> Path:
+    """An installed-looking package in ``folder``: ``module``.py holding ``source``, and a dist-info that
+    registers ``entries`` (entry-point name: object of the module) under the entry-point ``group``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{module}.py").write_text(source)
+    info = folder / f"{module}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
+    lines = "".join(f"{name} = {module}:{target}\n" for name, target in entries.items())
+    (info / "entry_points.txt").write_text(f"[{group}]\n{lines}")
+    return folder
+
+
 def require_binary(name: str) -> str:
     path = shutil.which(name)
     if path is None:

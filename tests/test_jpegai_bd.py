@@ -18,6 +18,7 @@ from skimage import data
 
 import bench
 from bench import measures
+from tests.conftest import plugin_package
 from tests.test_bd import bjontegaard_package  # noqa: F401 - the `bj` fixture
 from tests.test_report import bd_json, cells, invoke
 
@@ -82,12 +83,10 @@ LABEL = "JPEG AI overall (mean BD-rate of 7)"
 def stand_ins(tmp_path_factory):
     """The seven stand-ins, registered by a plug-in package in the group jpegai; the group is narrowed to
     them, so that the tests hold once the real JPEG AI metrics are registered too."""
-    folder = tmp_path_factory.mktemp("plugin")
-    (folder / "jpegai_stand_ins.py").write_text(PLUGIN)
-    info = folder / "jpegai_stand_ins-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: jpegai-stand-ins\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[bench.metrics]\nstand_ins = jpegai_stand_ins:METRICS\n")
+    entries = {"stand_ins": "METRICS"}
+    folder = plugin_package(
+        tmp_path_factory.mktemp("plugin"), "jpegai_stand_ins", PLUGIN, "bench.metrics", entries
+    )
     real = measures.groups
     with pytest.MonkeyPatch.context() as patch:
         patch.syspath_prepend(str(folder))

@@ -21,6 +21,7 @@ from bench import measures, metrics
 from bench.bd import bd_details, bd_rate, monotone_points
 from bench.cli import cli
 from bench.errors import UserError
+from tests.conftest import plugin_package
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 PLUGIN = """
@@ -55,15 +56,8 @@ def photos(tmp_path: Path) -> Path:
 @pytest.fixture()
 def plugin(tmp_path: Path, monkeypatch) -> None:
     """A package on sys.path (and PYTHONPATH, for worker processes) that registers the metric ``mae``."""
-    folder = tmp_path / "plugin"
-    folder.mkdir()
-    (folder / "mymetrics.py").write_text(PLUGIN)
-    info = folder / "mymetrics-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mymetrics\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(
-        "[bench.metrics]\nmae = mymetrics:METRIC\nunranked = mymetrics:UNRANKED\n"
-    )
+    entries = {"mae": "METRIC", "unranked": "UNRANKED"}
+    folder = plugin_package(tmp_path / "plugin", "mymetrics", PLUGIN, "bench.metrics", entries)
     monkeypatch.syspath_prepend(str(folder))
     monkeypatch.setenv("PYTHONPATH", str(folder))
     measures.all_metrics.cache_clear()

@@ -13,6 +13,7 @@ from skimage import data
 
 from bench import measure_types, measures
 from bench.cli import cli
+from tests.conftest import plugin_package
 from tests.test_dask import dask_cluster
 
 PLUGIN = """
@@ -46,13 +47,8 @@ def photos(tmp_path: Path) -> Path:
 def plugin(tmp_path: Path, monkeypatch) -> None:
     """A package (on sys.path and PYTHONPATH) registering ``needs_tool``, in the default group, whose
     probe finds its tool only where $FAKE_TOOL_HERE is set (unset here)."""
-    folder = tmp_path / "plugin"
-    folder.mkdir()
-    (folder / "toolmetric.py").write_text(PLUGIN)
-    info = folder / "toolmetric-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toolmetric\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[bench.metrics]\nneeds_tool = toolmetric:NEEDS_TOOL\n")
+    entries = {"needs_tool": "NEEDS_TOOL"}
+    folder = plugin_package(tmp_path / "plugin", "toolmetric", PLUGIN, "bench.metrics", entries)
     monkeypatch.syspath_prepend(str(folder))
     monkeypatch.setenv("PYTHONPATH", str(folder))
     monkeypatch.delenv("FAKE_TOOL_HERE", raising=False)

@@ -30,7 +30,7 @@ from bench.catalog import CatalogEntry, config_hash, load_catalog
 from bench.codec import make_codec
 from bench.errors import UserError
 from bench.metrics import psnr_rgb
-from tests.conftest import require_binary
+from tests.conftest import plugin_package, require_binary
 from tests.test_yuv import kodak_images
 
 REPO = Path(__file__).resolve().parents[1]
@@ -246,17 +246,14 @@ def test_the_entrys_adapter_keys_reach_the_codec_and_the_config_hash():
 
 def test_third_party_adapters_receive_the_entrys_extra_keys_through_the_entry_point(tmp_path, monkeypatch):
     """A package installed on sys.path registers a factory under the bench.codecs entry-point group."""
-    (tmp_path / "mycodecs.py").write_text(
+    source = (
         "from bench.adapters.subprocess_codec import SubprocessCodec\n"
         "def factory(name, options, extra=None):\n"
         "    codec = SubprocessCodec(name, options, extra)\n"
         "    codec.seen = extra\n"
         "    return codec\n"
     )
-    info = tmp_path / "mycodecs-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mycodecs\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[bench.codecs]\nmine = mycodecs:factory\n")
+    plugin_package(tmp_path, "mycodecs", source, "bench.codecs", {"mine": "factory"})
     monkeypatch.syspath_prepend(str(tmp_path))
     entry = CATALOG["cjpeg"]
     codec = make_codec("mine", "mine", entry.options, entry.extra)
