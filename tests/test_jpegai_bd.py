@@ -20,7 +20,7 @@ import bench
 from bench import measures
 from tests.conftest import plugin_package
 from tests.test_bd import bjontegaard_package  # noqa: F401 - the `bj` fixture
-from tests.test_report import bd_json, cells, invoke
+from tests.test_report import bd_json, cells, invoke, reference_bd
 
 PLUGIN = """
 import numpy as np
@@ -136,24 +136,12 @@ def copy_with(run: Path, folder: Path, change) -> Path:
     return folder
 
 
-def reference_bd(bj, anchor: pd.DataFrame, test: pd.DataFrame, metric: str) -> float:
-    """The bjontegaard package's BD-rate (pchip) of two curves given as rows; lower-is-better negated."""
-    anchor, test = anchor.sort_values("bpp"), test.sort_values("bpp")
-    sign = -1 if metric in LOWER_IS_BETTER else 1
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return bj.bd_rate(
-            anchor["bpp"], sign * anchor[metric], test["bpp"], sign * test[metric], "pchip",
-            require_matching_points=False,
-        )  # fmt: skip
-
-
 def per_image_bd(bj, rows: pd.DataFrame, codec: str, metric: str) -> dict[str, float]:
     """BD-rate of ``codec`` against jpeg on each image where ``metric`` is defined."""
     rows = rows[rows[metric].notna()]
     anchor = rows[rows.codec == "jpeg"]
     return {
-        image: reference_bd(bj, anchor[anchor.image == image], group, metric)
+        image: reference_bd(bj, anchor[anchor.image == image], group, metric, LOWER_IS_BETTER)
         for image, group in rows[rows.codec == codec].groupby("image")
     }
 
@@ -162,7 +150,9 @@ def curve_bd(bj, rows: pd.DataFrame, codec: str, metric: str) -> float:
     """BD-rate of ``codec``'s mean curve against jpeg's: at each quality, the means over the images where
     ``metric`` is defined."""
     means = rows[rows[metric].notna()].groupby(["codec", "quality"])[["bpp", metric]].mean().reset_index()
-    return reference_bd(bj, means[means.codec == "jpeg"], means[means.codec == codec], metric)
+    return reference_bd(
+        bj, means[means.codec == "jpeg"], means[means.codec == codec], metric, LOWER_IS_BETTER
+    )
 
 
 def bootstrap(matrix: np.ndarray) -> tuple[float, float]:

@@ -79,11 +79,13 @@ def csv_copy(run_dir, tmp_path) -> Path:
     return copy
 
 
-def reference_bd(bj, anchor: pd.DataFrame, test: pd.DataFrame, metric: str) -> float:
+def reference_bd(
+    bj, anchor: pd.DataFrame, test: pd.DataFrame, metric: str, lower_is_better: set[str] = LOWER_IS_BETTER
+) -> float:
     """The bjontegaard package's BD-rate of two curves given as rows (bpp, metric); a lower-is-better
-    metric negated, so that its curves rise."""
+    metric (one of ``lower_is_better``) negated, so that its curves rise."""
     anchor, test = anchor.sort_values("bpp"), test.sort_values("bpp")
-    sign = -1 if metric in LOWER_IS_BETTER else 1
+    sign = -1 if metric in lower_is_better else 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return bj.bd_rate(
