@@ -216,6 +216,20 @@ def _butteraugli_metrics() -> list[Metric]:
     ]
 
 
+def _vmaf(**declared) -> Metric:
+    """A VMAF metric: libvmaf in imageio-ffmpeg's ffmpeg, its version recorded, its still-image ceiling."""
+    return Metric(
+        direction=HIGHER,
+        fmt="{:.3f}",
+        requires=("imageio_ffmpeg",),
+        cost="cheap",
+        probe=tool_metrics.vmaf_unavailable,
+        tool_version=tool_metrics.libvmaf_version,
+        ceiling=VMAF_STILL_CEILING,
+        **declared,
+    )
+
+
 def _perceptual(name: str, label: str, doc: str, reads: str, **declared) -> Metric:
     """One of the opt-in learned metrics of bench.perceptual (group ``perceptual``), lower is better."""
     return Metric(
@@ -302,23 +316,16 @@ def _jpegai_metrics() -> list[Metric]:
             cost="moderate",
             **common,
         ),
-        Metric(
+        _vmaf(
             name="vmaf_yuv10",
             label="VMAF YUV 10-bit (JPEG AI)",
-            direction=HIGHER,
-            fmt="{:.3f}",
             doc="JPEG AI's VMAF: VMAF v0.6.1 of libvmaf in imageio-ffmpeg's ffmpeg (`n_threads=1`; the stored "
             "version names libvmaf's) on the 10-bit YUV 4:4:4 planes of JPEG AI's conversion; one frame, so "
             "identical images give 97.428 to 97.430 (its ceiling for stills); undefined on an image with a "
             "side under 17 px",
             compute=jpegai_metrics.vmaf_yuv10,
             reads="JPEG AI 10-bit YUV 4:4:4 of 8-bit RGB",
-            requires=("imageio_ffmpeg",),
-            cost="cheap",
             groups=("jpegai",),
-            probe=tool_metrics.vmaf_unavailable,
-            tool_version=tool_metrics.libvmaf_version,
-            ceiling=VMAF_STILL_CEILING,
         ),
         Metric(
             name="psnr_hvs_y10",
@@ -414,11 +421,9 @@ METRICS = [
         ceiling=100.0,
     ),
     *_butteraugli_metrics(),
-    Metric(
+    _vmaf(
         name="vmaf",
         label="VMAF",
-        direction=HIGHER,
-        fmt="{:.3f}",
         doc="VMAF v0.6.1 of libvmaf in imageio-ffmpeg's ffmpeg (`n_threads=1`; the stored version names "
         "libvmaf's, e.g. `1+libvmaf-86da14d`) on raw planes the suite writes (H.273 conversion, chroma offset "
         "128; the model reads luma only); one frame, so its motion feature is 0 and identical images give "
@@ -426,12 +431,7 @@ METRICS = [
         "(libvmaf crashes there)",
         compute=tool_metrics.vmaf,
         reads="BT.709 full-range 8-bit YUV 4:4:4 of 8-bit RGB",
-        requires=("imageio_ffmpeg",),
-        cost="cheap",
         groups=("default",),
-        probe=tool_metrics.vmaf_unavailable,
-        tool_version=tool_metrics.libvmaf_version,
-        ceiling=VMAF_STILL_CEILING,
     ),
     Metric(
         name="ciede2000",
