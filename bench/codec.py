@@ -6,8 +6,8 @@ binary and model its output depends on (they enter the config hash); ``encode(im
 an H x W x 3 uint8 RGB image, at the codec's native quality parameter, into the complete bitstream (its
 length is the rate); ``decode(data, shape)`` returns the H x W x 3 uint8 RGB image. A codec built with
 bad options raises ValueError or TypeError. The optional members are declared on ``CodecHooks``; read
-them through ``warm_up``, ``sync``, ``complexity``, ``resources``, ``device`` and ``load_s``, which give
-the defaults for a codec without them.
+them through ``warm_up``, ``sync``, ``complexity``, ``resources``, ``device``, ``load_s`` and ``knob``,
+which give the defaults for a codec without them.
 
 An adapter factory is a callable ``(name: str, options: dict) -> Codec``; one whose catalog entries
 carry adapter-specific keys also takes them as ``extra=`` (see ``make_codec``). Built-in factories are
@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -32,6 +33,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from bench.catalog import CatalogEntry
+    from bench.knob import Knob
 
 ENTRY_POINT_GROUP = "bench.codecs"
 
@@ -69,7 +71,7 @@ class Codec(Protocol):
 
 class CodecHooks(Protocol):
     """What a codec may add to the contract, each member optional; read them through the functions
-    below (warm_up, sync, complexity, resources, device, load_s), which supply the defaults."""
+    below (warm_up, sync, complexity, resources, device, load_s, knob), which supply the defaults."""
 
     device: str  # where it computes, "cpu" or "cuda...", recorded per row [cpu]
     load_s: float | None  # seconds its model took to load, timed apart from coding [None]
@@ -86,6 +88,10 @@ class CodecHooks(Protocol):
 
     def resources(self) -> dict[str, float]:
         """The Dask worker resources a task of this codec asks for [GPU=1 on CUDA, else none]."""
+
+    def knob(self) -> Knob | None:
+        """Its quality parameter's domain, range and resolution, for the matched-rate searches (the
+        direction is the catalog entry's ``rate_rises_with_quality``) [None: it cannot be searched]."""
 
 
 WARMUP_SIDE = 64  # the side of the crop of the default warm-up
@@ -122,6 +128,13 @@ def device(codec: Codec) -> str:
 def load_s(codec: Codec) -> float | None:
     """Seconds the codec's model took to load (after its warm-up), else None."""
     return getattr(codec, "load_s", None)
+
+
+def knob(codec: Codec, rate_rises: bool) -> Knob | None:
+    """The codec's knob() with the catalog entry's direction, else None (a knob that cannot be searched)."""
+    hook = getattr(codec, "knob", None)
+    declared = hook() if hook is not None else None
+    return None if declared is None else replace(declared, rate_rises=rate_rises)
 
 
 def resources(codec: Codec) -> dict[str, float]:

@@ -71,6 +71,15 @@ IDENTITY = [
         aggregate="",
         compressai_key="quality",
     ),
+    _column(
+        "target",
+        "target",
+        "what a matched-rate or equal-quality run searched the quality parameter for (`bpp=0.25`, "
+        '`psnr_y=35`, `budget_bpp=0.15`: docs/results.md, "Matched rates"); empty in a run at fixed '
+        "qualities. Part of the task key: two targets that land on the same quality keep a row each",
+        sql="TEXT NOT NULL",
+        aggregate="",
+    ),
     _column("width", "width", "original image width in pixels", sql="INTEGER", aggregate=""),
     _column("height", "height", "original image height in pixels", sql="INTEGER", aggregate=""),
 ]
@@ -90,6 +99,33 @@ RATE = [
         unit="bpp",
         fmt="{:.3f}",
         compressai_key="bpp",
+    ),
+]
+SEARCH = [
+    _column(
+        "target_met",
+        "target met",
+        "1 when the search met its target (a rate within `--rate-tolerance`, the metric value "
+        "reached, the budget kept), 0 when the row is the closest point at or under it or the target is "
+        "out of the codec's reach (then `target_note` says why); empty at fixed qualities",
+        sql="INTEGER",
+        aggregate="",
+    ),
+    _column(
+        "probes",
+        "probes",
+        "knob values the search tried for this target (a rate probe is an encode only; an "
+        "equal-quality probe is also decoded and scored); empty at fixed qualities",
+        sql="INTEGER",
+        aggregate="",
+    ),
+    _column(
+        "target_note",
+        "target note",
+        "why the target was missed (the achieved rate and its neighbour) or is out of reach; an "
+        "unreachable target's row has no rate, metrics or times",
+        sql="TEXT",
+        aggregate="",
     ),
 ]
 TIMES = [
@@ -254,7 +290,8 @@ PROVENANCE = [
 ]
 
 
-BEFORE_METRICS = IDENTITY + RATE  # the fixed columns before the metrics in results.csv, then after
+# the fixed columns before the metrics in results.csv, then after
+BEFORE_METRICS = IDENTITY + RATE + SEARCH
 AFTER_METRICS = TIMES + MEMORY + COMPLEXITY + SETTINGS + PROVENANCE
 
 

@@ -36,8 +36,9 @@ RUN_JSON_LIMIT = 64 << 20  # bytes: a larger run.json is not read
 
 
 def bitstream_path(folder: Path, key: TaskKey) -> Path:
-    """Where a task's bytes are kept: <folder>/<config hash>/<image sha256>-q<quality>.bin"""
-    image_sha256, _, config_hash, quality = key
+    """Where a task's bytes are kept: <folder>/<config hash>/<image sha256>-q<quality>.bin (rows of two
+    targets that land on the same quality share the file: the same encode)."""
+    image_sha256, _, config_hash, quality = key[:4]
     return Path(folder) / config_hash / f"{image_sha256}-q{quality:g}.bin"
 
 

@@ -1,4 +1,5 @@
-"""One task in a worker process: encode (timed), decode (timed), metrics, one result row.
+"""One task in a worker process: encode (timed), decode (timed), metrics, one result row; or one probe of
+a matched-rate search (an encode, and for an equal-quality search a decode and one metric).
 
 Codecs and images are cached per process; each codec is warmed up once per process before its first
 timed call. Any failure of the codec or the metrics becomes a row with ``error`` set.
@@ -45,10 +46,12 @@ class Task:
     versions: dict[str, str] = field(default_factory=dict)  # the codec's versions where the run was planned
     resources: dict[str, float] = field(default_factory=dict)  # what a cluster worker must offer (GPU)
     metrics: tuple[str, ...] = ()  # the metrics to compute (bench.measures names)
+    target: str = ""  # the search target the row answers ("bpp=0.25"), empty at fixed qualities
+    probe: bool = False  # a search's probe: encode only, plus decode and ``metrics`` when they are given
 
     @property
-    def key(self) -> tuple[str, str, str, float]:
-        return (self.image_sha256, self.entry["name"], self.config_hash, self.quality)
+    def key(self) -> tuple[str, str, str, float, str]:
+        return (self.image_sha256, self.entry["name"], self.config_hash, self.quality, self.target)
 
 
 _images: dict[str, np.ndarray] = {}
@@ -99,6 +102,7 @@ def base_row(task: Task) -> dict[str, Any]:
         "codec": task.entry["name"],
         "config_hash": task.config_hash,
         "quality": task.quality,
+        "target": task.target,
         "width": task.width,
         "height": task.height,
         "threads": task.threads,
@@ -113,10 +117,26 @@ def failed_row(task: Task, error: str) -> dict[str, Any]:
     return base_row(task) | {"error": error[:500]}
 
 
+def run_probe(task: Task, image: np.ndarray) -> dict[str, Any]:
+    """A search's probe: the encode's size, and the scores of ``task.metrics`` (decoded) when asked."""
+    codec = _codec(task)
+    data = codec.encode(image, task.quality)
+    row = {"bytes": len(data)}
+    if task.metrics:
+        reconstruction = codec.decode(bytes(data), (task.height, task.width))
+        row.update(measures.merged({}, measures.compute(task.metrics, image, reconstruction)))
+    return row
+
+
 def run_task(task: Task, image_file: bytes | None = None) -> dict[str, Any]:
     """Run one task and return its row; never raises for a codec or metric failure. ``image_file``:
     the image file's bytes, for workers that do not share the client's paths."""
-    row = base_row(task)
+    row = base_row(task) | ({"probe": True} if task.probe else {})
+    if task.probe:
+        try:
+            return row | run_probe(task, _image(task, image_file))
+        except Exception as exc:  # noqa: BLE001 - a failed probe ends its search with this error
+            return row | {"error": _error(exc)}
     try:
         image = _image(task, image_file)
         codec = _codec(task)
@@ -157,6 +177,11 @@ def run_task(task: Task, image_file: bytes | None = None) -> dict[str, Any]:
             dec_mps=megapixels / dec_s if dec_s > 0 else math.inf,
         )
     except Exception as exc:  # noqa: BLE001 - a failed task is a row with error set; the run goes on
-        message = " ".join(str(exc).split()) or "no message"
-        row["error"] = f"{type(exc).__name__}: {message}"[:500]
+        row["error"] = _error(exc)
     return row
+
+
+def _error(exc: Exception) -> str:
+    """An exception as the error column holds it: ``Type: message`` on one line, at most 500 characters."""
+    message = " ".join(str(exc).split()) or "no message"
+    return f"{type(exc).__name__}: {message}"[:500]

@@ -334,27 +334,35 @@ def test_readme_main_job_runs_every_available_codec_on_the_sample_set(tmp_path):
 
 
 def test_store_of_an_older_schema_gains_the_new_columns_and_resumes(tmp_path):
-    """A results.sqlite written before the repeats and peak RSS columns existed stays usable."""
+    """A results.sqlite written before the repeats, peak RSS and target columns existed stays usable:
+    its rows keep their values under the empty target, the key of a run at fixed qualities."""
     from bench.store import KEY, Store, row_key
 
     added = ("repeats", "enc_peak_rss_mb", "dec_peak_rss_mb", "enc_gpu_peak_mb", "dec_gpu_peak_mb")
     newer = (*added, "kmac_px_enc", "kmac_px_dec", "metric_versions", "metric_notes")
+    newer += ("target", "target_met", "probes", "target_note")
     old = [name for name in columns() if name not in newer]
     database = tmp_path / "results.sqlite"
     connection = sqlite3.connect(database)
-    connection.execute(f"CREATE TABLE results ({', '.join(old)}, PRIMARY KEY ({', '.join(KEY)}))")
+    connection.execute(f"CREATE TABLE results ({', '.join(old)}, PRIMARY KEY ({', '.join(KEY[:4])}))")
     connection.execute(
-        "INSERT INTO results (image_sha256, codec, config_hash, quality) VALUES ('a', 'jpeg', 'h', 50)"
+        "INSERT INTO results (image_sha256, codec, config_hash, quality, bytes, psnr_rgb) "
+        "VALUES ('a', 'jpeg', 'h', 50, 1234, 31.5)"
     )
     connection.commit()
     connection.close()
     with Store(database) as store:
-        assert {row_key(row) for row in store.frame().to_dict("records")} == {("a", "jpeg", "h", 50.0)}
+        assert {row_key(row) for row in store.frame().to_dict("records")} == {("a", "jpeg", "h", 50.0, "")}
         store.add({"image_sha256": "b", "codec": "jpeg", "config_hash": "h", "quality": 60.0, "repeats": 3})
+        store.add(
+            {"image_sha256": "a", "codec": "jpeg", "config_hash": "h", "quality": 50.0, "target": "bpp=1"}
+        )
         frame = store.frame()
     assert list(frame.columns) == list(columns())
-    stored = frame.set_index("image_sha256")["repeats"]
-    assert pd.isna(stored["a"]) and stored["b"] == 3
+    assert len(frame) == 3  # the same quality under another target is another row
+    stored = frame.set_index(["image_sha256", "target"])
+    assert pd.isna(stored.loc[("a", ""), "repeats"]) and stored.loc[("b", ""), "repeats"] == 3
+    assert stored.loc[("a", ""), "bytes"] == 1234 and stored.loc[("a", ""), "psnr_rgb"] == 31.5
 
 
 def test_summary_gives_each_configuration_of_a_codec_its_own_lines():

@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from bench.knob import Knob
+
 
 def _coerce(name: str, key: str, value: Any, default: Any) -> Any:
     """``value`` as the type of ``default`` (TOML and the command line give int, float, bool or str)."""
@@ -66,6 +68,8 @@ class LibraryCodec:
     defaults: ClassVar[dict[str, Any]] = {"threads": 1}
     quality_range: ClassVar[tuple[float, float]] = (0, 100)
     integer_quality: ClassVar[bool] = True
+    quality_resolution: ClassVar[float] = 1.0  # continuous knobs: the smallest step that matters
+    log_quality: ClassVar[bool] = False  # search the knob on a log scale (a compression ratio)
     module: ClassVar[str] = "imagecodecs"
     install: ClassVar[str] = "pip install imagecodecs"
 
@@ -88,6 +92,12 @@ class LibraryCodec:
     def missing_feature(self) -> str | None:
         """Why the installed library cannot run this codec, or None."""
         return None
+
+    def knob(self) -> Knob:
+        """The quality knob for the matched-rate searches (direction: the catalog entry's)."""
+        low, high = self.quality_range
+        domain = "integer" if self.integer_quality else "continuous"
+        return Knob(domain, low, high, resolution=self.quality_resolution, log_scale=self.log_quality)
 
     def quality(self, quality: float) -> float | int:
         """``quality`` checked against the codec's range; int where the library needs one."""

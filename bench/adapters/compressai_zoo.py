@@ -26,6 +26,7 @@ import numpy as np
 
 from bench.adapters.base import check_options
 from bench.headers import check_size
+from bench.knob import Knob
 
 # name: (bitstream code, highest quality, downsampling of the latent whose shape decompress() takes)
 ARCHITECTURES: dict[str, tuple[int, int, int]] = {
@@ -152,6 +153,10 @@ class CompressAIZooCodec:
         self.qualities = tuple(range(1, top + 1))
         self._models: dict[int, Loaded] = {}
         self.load_s: float | None = None
+
+    def knob(self) -> Knob:
+        """The zoo's ladder: one checkpoint per quality."""
+        return Knob("ladder", self.qualities[0], self.qualities[-1])
 
     @property
     def device(self) -> str:

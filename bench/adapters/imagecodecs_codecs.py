@@ -78,6 +78,7 @@ class WebpCodec(ImagecodecsCodec):
     feature, prefix, header = "WEBP", "webp", "webp"
     defaults: ClassVar[dict[str, Any]] = {"method": 4, "threads": 1}
     integer_quality = False
+    quality_resolution = 0.5
 
     def encode_args(self, quality: float) -> dict[str, Any]:
         return {
@@ -95,6 +96,7 @@ class JpegxlCodec(ImagecodecsCodec):
     defaults: ClassVar[dict[str, Any]] = {"effort": 7, "threads": 1}
     quality_range = (0, 99)
     integer_quality = False
+    quality_resolution = 0.1
 
     def encode_args(self, quality: float) -> dict[str, Any]:
         return {

@@ -24,6 +24,7 @@ class Jpeg2000Codec(LibraryCodec):
     module, install = "PIL", "pip install pillow (with OpenJPEG; the PyPI wheels include it)"
     quality_range = (2, 10000)
     integer_quality = False
+    log_quality, quality_resolution = True, 0.005  # 0.5 % of the ratio
 
     def missing_feature(self) -> str | None:
         from PIL import features

@@ -27,6 +27,7 @@ from bench.adapters.tool import ToolError, output_tail, run_tool, tool_output
 from bench.adapters.yuv import YuvFormat, read_yuv, write_yuv
 from bench.headers import PARSERS, check_header, check_size
 from bench.images import BadImage, load_image
+from bench.knob import Knob
 
 IMAGE_FORMATS = ("png", "ppm", "yuv")
 FIELDS = {
@@ -34,7 +35,7 @@ FIELDS = {
     "decode": {"input", "output", "width", "height", "threads"},
 }
 KEYS = {"encode", "decode", "format", "version", "version_pattern", "timeout", "install", "choices"}
-KEYS |= {"quality_range", "quality_integer"}
+KEYS |= {"quality_range", "quality_integer", "quality_resolution"}
 DEFAULT_TIMEOUT = 300.0
 VERSION_TIMEOUT = 30.0
 DEFAULT_VERSION_PATTERN = r"\d+(?:\.\d+)+\S*"  # the first dotted version number in the output
@@ -114,6 +115,7 @@ class ToolSpec:
     choices: dict[str, dict[str, str]]
     quality_range: tuple[float, float] | None
     quality_integer: bool
+    quality_resolution: float | None
 
     @classmethod
     def from_extra(cls, extra: dict[str, Any], options: dict[str, Any]) -> ToolSpec:
@@ -148,6 +150,7 @@ class ToolSpec:
             choices={key: {str(a): str(b) for a, b in table.items()} for key, table in choices.items()},
             quality_range=tuple(float(q) for q in quality_range) if quality_range else None,
             quality_integer=bool(extra.get("quality_integer", False)),
+            quality_resolution=float(extra["quality_resolution"]) if "quality_resolution" in extra else None,
         )
         spec._check(options)
         return spec
@@ -238,6 +241,16 @@ class SubprocessCodec:
         }
         program = executable(template[0]) or template[0]
         return [program] + [element.format(**values, **fields) for element in template[1:]]
+
+    def knob(self) -> Knob | None:
+        """The quality knob from the entry's quality_range, quality_integer and quality_resolution (a
+        continuous knob's resolution defaults to 1 % of its range); None without a quality_range."""
+        if self.spec.quality_range is None:
+            return None
+        low, high = self.spec.quality_range
+        if self.spec.quality_integer:
+            return Knob("integer", low, high)
+        return Knob("continuous", low, high, resolution=self.spec.quality_resolution or (high - low) / 100)
 
     def _quality(self, quality: float) -> int | float:
         low, high = self.spec.quality_range or (-float("inf"), float("inf"))

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from bench.headers import check_size
+from bench.knob import Knob
 from bench.lic import bitstream
 
 OPTION_DEFAULTS: dict[str, Any] = {
@@ -132,6 +133,10 @@ class LicCodec:
             import torch
 
             torch.cuda.synchronize()
+
+    def knob(self) -> Knob:
+        """The rate ladder: one rung per lambda of the model (loads it)."""
+        return Knob("ladder", 0, self._loaded().levels - 1)
 
     def _level(self, quality: float) -> int:
         model = self._loaded()
