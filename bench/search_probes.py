@@ -9,11 +9,15 @@ import argparse
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench.knob import Knob
 from bench.search import Goal, Result, search
+
+if TYPE_CHECKING:
+    from bench.codec import Codec
 
 TARGETS_BPP = (0.12, 0.25, 0.5, 0.75, 1.0)
 KNOBS = {
@@ -38,7 +42,7 @@ def search_image(knob: Knob, sweep: tuple[float, ...], rate: Callable[[float], f
     return outcome
 
 
-def bpp_of(codec, image: np.ndarray) -> Callable[[float], float]:
+def bpp_of(codec: Codec, image: np.ndarray) -> Callable[[float], float]:
     """The rate in bits per pixel of ``codec`` on ``image`` at a knob value."""
     pixels = image.shape[0] * image.shape[1]
     return lambda value: len(codec.encode(image, value)) * 8 / pixels
