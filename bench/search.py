@@ -200,8 +200,10 @@ def _quality_verdict(
     if hi is None and lo is not None and lo.u >= axis.u_max:
         best = max(measured, key=lambda p: (p.y, -p.u))
         side = "above" if goal.higher_is_better else "below"
-        note = f"unreachable: {goal.value:g} is {side} the best this image gets ({best.value:.4g} at quality {best.knob:g})"
-        return Done(None, False, note)
+        best_at = f"{best.value:.4g} at quality {best.knob:g}"
+        return Done(
+            None, False, f"unreachable: {goal.value:g} is {side} the best this image gets ({best_at})"
+        )
     return None
 
 
