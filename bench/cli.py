@@ -135,6 +135,31 @@ def cli(verbose: bool) -> None:
     help="Timing-grade run: a warm-up round trip per task, --repeat at least 3, one job.",
 )
 @click.option(
+    "--target-bpp",
+    metavar="LIST",
+    help="Compare at matched rates: for every image and codec, search the quality until the rate is "
+    "within --rate-tolerance of each of these bpp (a cap: else the closest point under it), e.g. "
+    "0.12,0.25,0.5,0.75,1.0. Instead of --qualities.",
+)
+@click.option(
+    "--target",
+    metavar="METRIC=LIST",
+    help="Compare at equal quality: for every image and codec, the fewest bytes at which METRIC reaches "
+    "each value, e.g. psnr_y=35,40 or ssimulacra2=70 (lower-is-better metrics too). Instead of --qualities.",
+)
+@click.option(
+    "--budget-bpp",
+    metavar="LIST",
+    help="CLIC's rule: one quality per codec for every image, the highest whose total bytes fit this "
+    "budget in bpp over the whole dataset, e.g. 0.15. Instead of --qualities.",
+)
+@click.option(
+    "--rate-tolerance",
+    type=float,
+    metavar="FRACTION",
+    help="A --target-bpp target is met within this relative distance [0.01].",
+)
+@click.option(
     "--time-reference",
     metavar="CODEC",
     help="Report times relative to this codec of the run [default: jp2 when in the run].",
@@ -162,9 +187,14 @@ def run_command(
     max_pixels,
     repeat,
     timing,
+    target_bpp,
+    target,
+    budget_bpp,
+    rate_tolerance,
     time_reference,
 ) -> None:
-    """Encode and decode every image at every quality, measure, and store one row per task.
+    """Encode and decode every image at every quality (or at the quality a search finds for each
+    target: --target-bpp, --target, --budget-bpp), measure, and store one row per task.
 
     Re-running the same command resumes: tasks already in the run directory's store are skipped.
     Exit status 1 when every task failed (a failed task is a row with its error; some such rows are
@@ -205,6 +235,10 @@ def run_command(
         "repeat": repeat,
         "timing": timing,
         "time_reference": time_reference,
+        "target_bpp": target_bpp,
+        "target": target,
+        "budget_bpp": budget_bpp,
+        "rate_tolerance": rate_tolerance,
     }
     for key, value in changes.items():
         if value is not None:

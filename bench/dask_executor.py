@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from bench.catalog import CatalogEntry
 from bench.codec import check_codec, resources_for
 from bench.errors import UserError
-from bench.executors import probe_here
+from bench.executors import TaskFeed, probe_here
 from bench.lifeline import lifeline
 from bench.measures import unavailable_here
 from bench.worker import Task, failed_row, run_task
@@ -195,16 +195,15 @@ class _Feeder:
     """Submits tasks in plan order, one per worker thread able to run them, and retries a task whose
     worker died (Dask does not: with one task per worker the client knows which task the death was)."""
 
-    def __init__(self, client, tasks: Sequence[Task], timeout_s: float | None, ship: bool, deaths: int):
+    def __init__(self, client, feed: TaskFeed, timeout_s: float | None, ship: bool, deaths: int):
         from distributed import as_completed
 
         self.client = client
         self.deaths_per_try = deaths  # workers the scheduler lets a task take down before it gives up
         self.timeout_s = timeout_s
         self.ship = ship
+        self.feed = feed
         self.queues: dict[tuple, deque[tuple[Task, int]]] = {}  # by resources: (task, deaths so far)
-        for task in tasks:
-            self.queues.setdefault(tuple(sorted(task.resources.items())), deque()).append((task, 0))
         self.file: tuple[str, bytes] = ("", b"")  # the image file last read, for shipping
         self.running: dict[Any, tuple[Task, tuple, int]] = {}
         self.in_flight: Counter = Counter()
@@ -220,6 +219,8 @@ class _Feeder:
         return self.file[1]
 
     def refill(self) -> None:
+        for task in self.feed:  # what the feed holds now (a search adds probes as rows come back)
+            self.queues.setdefault(tuple(sorted(task.resources.items())), deque()).append((task, 0))
         if time.monotonic() - self.workers_at > WORKERS_REFRESH_S:
             self.workers, self.workers_at = _workers(self.client), time.monotonic()
         for kind, queue in self.queues.items():
@@ -258,7 +259,6 @@ class _Feeder:
         except Exception as exc:  # noqa: BLE001 - run_task does not raise; this is the cluster failing
             row = failed_row(task, f"{type(exc).__name__}: {exc}")
         future.release()
-        self.refill()
         return row
 
 
@@ -280,23 +280,25 @@ class DaskExecutor:
         """The workers of the cluster at the scheduler answer; a LocalCluster's would answer as here."""
         return probe_metrics(self.scheduler, names) if self.scheduler else unavailable_here(names)
 
-    def run(self, tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
+    def run(self, tasks: TaskFeed | Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
         """Run tasks on the cluster, yielding rows as they finish. Images are shipped from the client
         with ``ship_images`` or when a worker does not see them (said in ``notes``)."""
         import dask
         import distributed  # noqa: F401 - its config defaults must be loaded before dask.config.set, whose
         # exit would otherwise remove the whole "distributed" section it found missing
 
-        if not tasks:
+        feed = tasks if isinstance(tasks, TaskFeed) else TaskFeed(tasks)
+        planned = list(feed.queued)  # those known now: a search's later probes are of the same codecs
+        if not planned:
             return
         scheduler, ship_images = self.scheduler, self.ship_images
         # a LocalCluster's workers (restarted ones too) end with the run; a running cluster's are not ours
         ours = contextlib.nullcontext() if scheduler else lifeline(self.notes)
         with ours, dask.config.set(DASK_SETTINGS):  # for the run: restarted workers are spawned with it too
-            client, cluster = _client(jobs, scheduler, any(task.resources for task in tasks))
+            client, cluster = _client(jobs, scheduler, any(task.resources for task in planned))
             try:
                 if not ship_images:
-                    missing = _workers_miss_images(client, tasks)
+                    missing = _workers_miss_images(client, planned)
                     if missing:
                         ship_images = True
                         self.notes.append(
@@ -309,7 +311,7 @@ class DaskExecutor:
                         f"crashing codec can take down up to {ATTEMPTS * deaths} workers per task (start it with "
                         "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0 for 3)"
                     )
-                yield from _rows(_Feeder(client, tasks, self.timeout_s, ship_images, deaths))
+                yield from _rows(_Feeder(client, feed, self.timeout_s, ship_images, deaths))
             finally:
                 client.close()
                 if cluster is not None:
@@ -317,8 +319,10 @@ class DaskExecutor:
 
 
 def _rows(feeder: _Feeder) -> Iterator[dict[str, Any]]:
+    """Rows as tasks finish; the feed is read again after each row is handled (it may add tasks)."""
     feeder.refill()
     for future in feeder.completed:
         row = feeder.row(future)
         if row is not None:
             yield row
+        feeder.refill()

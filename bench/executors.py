@@ -7,7 +7,8 @@ import importlib
 import multiprocessing
 import os
 import signal
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -39,8 +40,31 @@ class Executor(Protocol):
     def probe_metrics(self, names: Sequence[str]) -> dict[str, str]:
         """Why each metric of ``names`` that cannot be computed where the tasks will run cannot."""
 
-    def run(self, tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
-        """The tasks' rows, in completion order, on ``jobs`` workers."""
+    def run(self, tasks: TaskFeed, jobs: int) -> Iterator[dict[str, Any]]:
+        """The tasks' rows, in completion order, on ``jobs`` workers. The feed may run dry and fill
+        again while a yielded row is handled (a search's next probe): take tasks from it whenever a
+        worker is free, and end when it is dry and no task is in flight."""
+
+
+class TaskFeed:
+    """The tasks of a run, handed out one at a time; the runner adds more while rows come back."""
+
+    def __init__(self, tasks: Iterable[Task] = ()):
+        self.queued: deque[Task] = deque(tasks)
+
+    def __iter__(self) -> TaskFeed:
+        return self
+
+    def __next__(self) -> Task:
+        if not self.queued:
+            raise StopIteration  # for now: more may come once the rows in flight are handled
+        return self.queued.popleft()
+
+    def __len__(self) -> int:
+        return len(self.queued)
+
+    def extend(self, tasks: Iterable[Task]) -> None:
+        self.queued.extend(tasks)
 
 
 def make_executor(request: RunRequest) -> Executor:
@@ -73,7 +97,7 @@ class InlineExecutor:
     def probe_metrics(self, names: Sequence[str]) -> dict[str, str]:
         return unavailable_here(names)
 
-    def run(self, tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
+    def run(self, tasks: TaskFeed, jobs: int) -> Iterator[dict[str, Any]]:
         with lifeline(self.notes):
             for task in tasks:
                 yield run_task(task)
@@ -102,7 +126,7 @@ class LocalExecutor:
     def probe_metrics(self, names: Sequence[str]) -> dict[str, str]:
         return unavailable_here(names)
 
-    def run(self, tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
+    def run(self, tasks: TaskFeed, jobs: int) -> Iterator[dict[str, Any]]:
         """Run tasks on ``jobs`` spawned worker processes, yielding rows as they finish.
 
         At most two tasks per worker are queued at a time, so an interrupted run leaves little in flight.

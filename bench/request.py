@@ -36,3 +36,7 @@ class RunRequest:
     timing: bool = False  # the timing preset: a warm-up per task, repeat >= 3, one job
     time_reference: str | None = None  # codec for relative times [jp2 when in the run]
     entries: list[CatalogEntry] | None = None  # set by --config: the run's own catalog entries
+    target_bpp: str | None = None  # --target-bpp 0.25,0.5: search each image's knob for these rates
+    target: str | None = None  # --target psnr_y=35: the fewest bytes reaching a metric value
+    budget_bpp: str | None = None  # --budget-bpp 0.15: one knob value per codec within the dataset's budget
+    rate_tolerance: float = 0.01  # --rate-tolerance: a rate target is met within this relative distance

@@ -185,6 +185,7 @@ class Manifest:
     metrics: list[str]
     provenance: dict[str, Any]
     schema_version: int = SCHEMA_VERSION
+    search: dict[str, Any] = field(default_factory=dict)  # a search run's target labels and rate tolerance
 
     def codec(self, config_hash: str) -> CodecRecord | None:
         """The configuration with this config hash, or None."""
@@ -202,7 +203,8 @@ class Manifest:
                 "executor": self.executor,
                 "timing": dict(self.timing),
                 "metrics": list(self.metrics),
-            },
+            }
+            | ({"search": dict(self.search)} if self.search else {}),
             "provenance": self.provenance,
         }
 
@@ -221,6 +223,7 @@ class Manifest:
             [str(name) for name in config.get("metrics", [])],
             dict(document.get("provenance", {})),
             int(document.get("schema_version", 0)),
+            dict(config.get("search", {})),
         )
 
 

@@ -18,10 +18,11 @@ import pandas as pd
 
 from bench import datasets, measures
 from bench.catalog import CatalogEntry, config_hash, load_catalog, parse_codec_specs
-from bench.codec import CodecUnavailable, resources_for, trusted_entry
+from bench.codec import CodecUnavailable, codec_for, knob, resources_for, trusted_entry
 from bench.errors import UserError
-from bench.executors import EXECUTORS, default_jobs, make_executor
+from bench.executors import EXECUTORS, TaskFeed, default_jobs, make_executor
 from bench.files import FilesystemError, make_folder
+from bench.knob import Knob
 from bench.provenance import provenance
 from bench.quoting import quoted
 from bench.request import RunRequest
@@ -42,7 +43,9 @@ from bench.rundir import (
     write_csv,
     write_manifest,
 )
-from bench.store import Store, TaskKey, row_key
+from bench.search_run import Searches
+from bench.store import Store, TaskKey, as_fixed, fixed_key, row_key
+from bench.targets import QUALITY, Target, budget_targets, options_of, quality_targets, rate_targets
 from bench.timing import TimingPlan, plan_timing
 from bench.worker import Task
 
@@ -66,6 +69,8 @@ class RunPlan:
     skipped_files: list[datasets.BadFile]
     timing: TimingPlan = field(default_factory=TimingPlan)
     metrics: list[str] = field(default_factory=measures.default_metrics)  # with their sources
+    targets: list[Target] = field(default_factory=list)  # a search run's targets (one kind), else []
+    knobs: dict[str, Knob] = field(default_factory=dict)  # a search run's knob per config hash
 
 
 @dataclass
@@ -138,13 +143,17 @@ def resolve_codecs(request: RunRequest, notes: list[str]) -> list[CodecRecord]:
     return resolved
 
 
-def resolve_metrics(request: RunRequest, notes: list[str]) -> list[str]:
-    """The metrics to compute, with their sources. One that cannot be computed where the tasks run is
-    refused when --metrics names it (or its group), unless --skip-unavailable; else it is left out with
-    a note, as unavailable default codecs are."""
-    asked = measures.with_sources(measures.resolve_metrics(request.metrics, measures.default_metrics()))
+def resolve_metrics(request: RunRequest, notes: list[str], targets: list[Target]) -> list[str]:
+    """The metrics to compute, with their sources (and an equal-quality search's metric). One that
+    cannot be computed where the tasks run is refused when --metrics or --target names it (or its
+    group), unless --skip-unavailable; else it is left out with a note, as unavailable default codecs
+    are."""
+    spec = request.metrics
+    if targets and targets[0].kind == QUALITY:
+        spec = f"{spec or 'default'},{targets[0].metric}"
+    asked = measures.with_sources(measures.resolve_metrics(spec, measures.default_metrics()))
     reasons = make_executor(request).probe_metrics(asked)
-    named = measures.asked_for(request.metrics)
+    named = measures.asked_for(spec)
     refused = measures.unavailable_lines({name: why for name, why in reasons.items() if name in named})
     if refused and not request.skip_unavailable:
         raise UserError("\n".join(f"{line} (--skip-unavailable computes the others)" for line in refused))
@@ -152,11 +161,67 @@ def resolve_metrics(request: RunRequest, notes: list[str]) -> list[str]:
     metrics = [name for name in asked if name not in reasons]
     if not metrics:
         raise UserError("no available metric to compute (see `bench metrics`)")
+    if targets and targets[0].kind == QUALITY and targets[0].metric in reasons:
+        raise UserError(
+            f"--target: {measures.unavailable_lines({targets[0].metric: reasons[targets[0].metric]})[0]}"
+        )
     return metrics
 
 
+def resolve_targets(request: RunRequest) -> list[Target]:
+    """The targets of --target-bpp, --target or --budget-bpp (one of them), checked; [] for a run at
+    fixed qualities."""
+    given = {
+        "--target-bpp": request.target_bpp,
+        "--target": request.target,
+        "--budget-bpp": request.budget_bpp,
+    }
+    asked = [option for option, value in given.items() if value]
+    if len(asked) > 1:
+        raise UserError(f"{' and '.join(asked)} ask for different searches: give one of them")
+    if not asked:
+        return []
+    if request.qualities:
+        raise UserError(f"{asked[0]} searches each codec's quality: it does not take --qualities")
+    if not 0 < request.rate_tolerance < 1:
+        raise UserError("--rate-tolerance must be between 0 and 1 (0.01 is 1 %)")
+    if request.target_bpp:
+        return rate_targets(request.target_bpp)
+    if request.budget_bpp:
+        return budget_targets(request.budget_bpp)
+    quality = {name: metric.direction == measures.HIGHER for name, metric in measures.all_metrics().items()}
+    return quality_targets(request.target, quality)
+
+
+def resolve_knobs(codecs: list[CodecRecord], notes: list[str]) -> tuple[list[CodecRecord], dict[str, Knob]]:
+    """The codecs whose quality can be searched, with their knobs; the others are left out with a note."""
+    knobs: dict[str, Knob] = {}
+    for record in codecs:
+        try:
+            found = knob(codec_for(record.entry), record.entry.rate_rises_with_quality)
+        except (ValueError, TypeError, CodecUnavailable) as exc:
+            notes.append(f"left out: {record.name} has no searchable quality knob ({exc})")
+            continue
+        if found is None:
+            notes.append(
+                f"left out: {record.name} has no searchable quality knob (its catalog entry declares no "
+                "quality_range)"
+            )
+            continue
+        knobs[record.config_hash] = found
+    if not knobs:
+        raise UserError(
+            "no codec of the run has a searchable quality knob (see docs/results.md, Matched rates)"
+        )
+    return [record for record in codecs if record.config_hash in knobs], knobs
+
+
 def _config_id(
-    dataset_name: str, images: list[datasets.ImageInfo], codecs: list[CodecRecord], timing: TimingPlan
+    dataset_name: str,
+    images: list[datasets.ImageInfo],
+    codecs: list[CodecRecord],
+    timing: TimingPlan,
+    search: dict[str, Any],
 ) -> str:
     payload: dict[str, Any] = {
         "dataset": dataset_name,
@@ -165,6 +230,8 @@ def _config_id(
     }
     if timing.repeat > 1 or timing.warmup_per_task:  # default timing keeps older run ids
         payload["timing"] = [timing.repeat, timing.warmup_per_task]
+    if search:  # runs at fixed qualities keep their ids
+        payload["search"] = search
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -182,8 +249,10 @@ def resolve(request: RunRequest) -> RunPlan:
     if request.images is not None and request.images < 1:
         raise UserError("--images must be at least 1")
     notes: list[str] = []
-    metrics = resolve_metrics(request, notes)
+    targets = resolve_targets(request)
+    metrics = resolve_metrics(request, notes, targets)
     codecs = resolve_codecs(request, notes)
+    codecs, knobs = resolve_knobs(codecs, notes) if targets else (codecs, {})
     try:
         timing, jobs, timing_notes = plan_timing(
             request.repeat,
@@ -213,7 +282,7 @@ def resolve(request: RunRequest) -> RunPlan:
     notes.extend(f"{note}: {', '.join(names)}" for note, names in by_note.items())
     if not images:
         raise UserError(f"no usable image in {dataset.name}")
-    config_id = _config_id(dataset.name, images, codecs, timing)
+    config_id = _config_id(dataset.name, images, codecs, timing, _search_record(targets, request))
     run_dir = Path(request.out) if request.out else DEFAULT_RUNS_DIR / f"{dataset.name}-{config_id[:8]}"
     return RunPlan(
         run_dir,
@@ -228,7 +297,16 @@ def resolve(request: RunRequest) -> RunPlan:
         bad,
         timing,
         metrics,
+        targets,
+        knobs,
     )
+
+
+def _search_record(targets: list[Target], request: RunRequest) -> dict[str, Any]:
+    """run.json's and the config id's account of a search: its target labels and rate tolerance."""
+    if not targets:
+        return {}
+    return {"targets": [target.label for target in targets], "rate_tolerance": request.rate_tolerance}
 
 
 def manifest(plan: RunPlan) -> Manifest:
@@ -253,6 +331,7 @@ def manifest(plan: RunPlan) -> Manifest:
         plan.timing.to_dict(),
         plan.metrics,
         provenance(),
+        search=_search_record(plan.targets, request),
     )
 
 
@@ -278,6 +357,8 @@ def request_from_run_json(path: Path) -> RunRequest:
         timing=bool(timing.get("preset", False)),
         time_reference=timing.get("reference"),
         metrics=",".join(recorded.metrics) if recorded.metrics else None,
+        rate_tolerance=float(recorded.search.get("rate_tolerance", 0.01)),
+        **options_of(list(recorded.search.get("targets", []))),
     )
 
 
@@ -297,27 +378,32 @@ def _prepare_run_dir(plan: RunPlan) -> None:
     write_manifest(plan.run_dir, manifest(plan))
 
 
+def _task(plan: RunPlan, image: datasets.ImageInfo, codec: CodecRecord, quality: float) -> Task:
+    return Task(
+        dataset=plan.dataset.name,
+        image=image.name,
+        path=str(image.path),
+        image_sha256=image.sha256,
+        height=image.height,
+        width=image.width,
+        entry=codec.entry.to_dict(),
+        config_hash=codec.config_hash,
+        quality=float(quality),
+        threads=codec.threads,
+        jobs=plan.jobs,
+        repeat=plan.timing.repeat,
+        warmup=plan.timing.warmup_per_task,
+        keep_bitstream=plan.request.keep_bitstreams,
+        versions=codec.versions,
+        resources=codec.resources,
+        metrics=tuple(plan.metrics),
+    )
+
+
 def _tasks(plan: RunPlan) -> list[Task]:
+    """A fixed-quality run's tasks: every image, configuration and quality."""
     return [
-        Task(
-            dataset=plan.dataset.name,
-            image=image.name,
-            path=str(image.path),
-            image_sha256=image.sha256,
-            height=image.height,
-            width=image.width,
-            entry=codec.entry.to_dict(),
-            config_hash=codec.config_hash,
-            quality=float(quality),
-            threads=codec.threads,
-            jobs=plan.jobs,
-            repeat=plan.timing.repeat,
-            warmup=plan.timing.warmup_per_task,
-            keep_bitstream=plan.request.keep_bitstreams,
-            versions=codec.versions,
-            resources=codec.resources,
-            metrics=tuple(plan.metrics),
-        )
+        _task(plan, image, codec, quality)
         for image in plan.images
         for codec in plan.codecs
         for quality in codec.qualities
@@ -361,7 +447,6 @@ def execute_plan(plan: RunPlan, progress: Callable[..., Any] | None = None) -> R
 class _Pending:
     """The planned tasks against what the store and the cache hold."""
 
-    tasks: list[Task] = field(default_factory=list)  # to run
     rerun: set[TaskKey] = field(default_factory=set)  # stored rows to replace (stale, not rescored)
     resumed: int = 0
     rescored: int = 0
@@ -381,17 +466,20 @@ def _pending(
     cache: Store | None,
     kept: Path | None,
     cached_bitstreams: Path | None,
+    planned: list[Task],
+    pending: _Pending,
     progress: Callable[..., Any] | None = None,
-) -> _Pending:
-    """Which tasks to run: stored rows that lack a metric (or hold an older version of one) are rescored
-    from their kept bitstream (in ``kept``, counted by a ``progress`` bar of their own), else run again;
-    the cache's rows are taken the same way (their bitstreams in ``cached_bitstreams``)."""
-    pending = _Pending()
-    stored = {row_key(row): row for row in store.frame().to_dict("records")}
+) -> list[Task]:
+    """Which of the ``planned`` tasks to run (counted in ``pending``): stored rows that lack a metric
+    (or hold an older version of one) are rescored from their kept bitstream (in ``kept``, counted by a
+    ``progress`` bar of their own), else run again; the cache's rows are taken the same way (their
+    bitstreams in ``cached_bitstreams``)."""
+    stored = {row_key(row): row for row in store.frame().to_dict("records")} if planned else {}
     rescorer = _rescorer(plan)
     fresh: dict[TaskKey, Task] = {}
     stale: list[tuple[Task, dict[str, Any], list[str]]] = []
-    for task in _tasks(plan):
+    to_run: list[Task] = []
+    for task in planned:
         row = stored.get(task.key)
         missing = measures.stale(row, task.metrics) if row is not None else []
         if row is None:
@@ -407,21 +495,22 @@ def _pending(
             pending.rescored += 1
         else:
             pending.rerun.add(task.key)
-            pending.tasks.append(task)
+            to_run.append(task)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
     if cache is not None:
-        for row in cache.rows(list(fresh)):
-            key = row_key(row)
+        by_fixed = {fixed_key(key): key for key in fresh}  # the cache keeps rows as at fixed qualities
+        for row in cache.rows(list(by_fixed)):
+            key = by_fixed[row_key(row)]
             task = fresh[key]
             missing = measures.stale(row, task.metrics)
             if missing:
                 columns = _rescored(rescorer, row, cached_bitstreams, missing)
                 if columns is None:
                     continue
-                cache.update(key, columns)
+                cache.update(fixed_key(key), columns)
                 row |= columns
             if kept:  # a run that keeps bitstreams takes only rows whose bitstream the cache kept intact
                 try:
@@ -433,12 +522,13 @@ def _pending(
                 row["bitstream_sha256"] = keep_bitstream(kept, key, data)
             else:
                 row["bitstream_sha256"] = None  # this run keeps no bitstream
-            store.add(row | {"dataset": task.dataset, "image": task.image})  # names as in this run
+            store.add(
+                row | {"dataset": task.dataset, "image": task.image, "target": task.target} | task.search
+            )
             del fresh[key]
             pending.cached += 1
-    pending.tasks += fresh.values()
-    pending.problems = rescorer.problems
-    return pending
+    pending.problems += rescorer.problems
+    return to_run + list(fresh.values())
 
 
 def _rescored(
@@ -456,14 +546,36 @@ def _execute_locked(plan: RunPlan, progress: Callable[..., Any] | None) -> RunOu
     kept = plan.run_dir / BITSTREAMS if request.keep_bitstreams else None
     cached_bitstreams = Path(request.cache) / BITSTREAMS if request.cache else None
     with Store(plan.run_dir / DATABASE) as store, _cache(request.cache) as cache:
-        pending = _pending(plan, store, cache, kept, cached_bitstreams, progress)
-        tasks = pending.tasks
+        pending = _Pending()
+
+        def to_run(planned: list[Task], bar_for_rescore: Callable[..., Any] | None = None) -> list[Task]:
+            return _pending(plan, store, cache, kept, cached_bitstreams, planned, pending, bar_for_rescore)
+
+        searches = _searches(plan, store, cache) if plan.targets else None
+        planned, ready, probes = searches.start() if searches else (_tasks(plan), [], [])
+        for row in ready:  # targets out of reach, searches that failed: rows without measurements
+            store.add(row)
+        feed = TaskFeed(to_run(planned, progress) + probes)
         new_rows: list[dict[str, Any]] = []
-        bar = progress(len(tasks)) if progress else None
+        bar = None
+        if progress and searches:
+            bar = progress(_search_rows(plan))
+            bar.update(pending.resumed + pending.rescored + pending.cached + len(ready))
+        elif progress:
+            bar = progress(len(feed))
         executor = make_executor(plan.request)
-        rows = executor.run(tasks, plan.jobs)
+        rows = executor.run(feed, plan.jobs)
         try:
             for row in rows:
+                if row.pop("probe", False):
+                    before = pending.resumed + pending.rescored + pending.cached
+                    planned, ready, probes = searches.record(row)
+                    for ready_row in ready:
+                        store.add(ready_row)
+                    feed.extend(to_run(planned) + probes)
+                    if bar is not None:
+                        bar.update(pending.resumed + pending.rescored + pending.cached - before + len(ready))
+                    continue
                 key = row_key(row)
                 data = row.pop("bitstream", None)
                 if data is not None:  # before its row: a stored row always has its bitstream
@@ -472,7 +584,7 @@ def _execute_locked(plan: RunPlan, progress: Callable[..., Any] | None) -> RunOu
                 if cache is not None and not row.get("error"):
                     if data is not None:  # the cache keeps bitstreams when the run does
                         keep_bitstream(cached_bitstreams, key, data)
-                    cache.add(row, replace=True)
+                    cache.add(as_fixed(row), replace=True)
                 new_rows.append(row)
                 if bar is not None:
                     bar.update(1)
@@ -502,6 +614,8 @@ def _execute_locked(plan: RunPlan, progress: Callable[..., Any] | None) -> RunOu
             f"{len(pending.problems)} kept bitstream(s) could not be rescored, their tasks ran again "
             f"(first: {pending.problems[0]})"
         )
+    if searches:
+        notes += _search_notes(searches, frame)
     notes += executor.notes
     if errors:
         notes.append(f"{errors} task(s) failed: see the error column")
@@ -514,6 +628,43 @@ def _execute_locked(plan: RunPlan, progress: Callable[..., Any] | None) -> RunOu
         harness_overhead(new_rows, wall_s, plan.jobs),
         notes,
     )
+
+
+def _searches(plan: RunPlan, store: Store, cache: Store | None) -> Searches:
+    return Searches(
+        plan.targets,
+        plan.request.rate_tolerance,
+        plan.images,
+        plan.codecs,
+        plan.knobs,
+        store,
+        cache,
+        lambda image, codec, quality: _task(plan, image, codec, quality),
+    )
+
+
+def _search_rows(plan: RunPlan) -> int:
+    """The rows a search run ends with: one per image, configuration and target."""
+    return len(plan.images) * len(plan.codecs) * len(plan.targets)
+
+
+def _search_notes(searches: Searches, frame: pd.DataFrame) -> list[str]:
+    """How the searches went: probes encoded and reused, targets missed or out of reach."""
+    rows = frame[frame["target"] != ""]
+    missed = rows[(rows["target_met"] == 0) & rows["bytes"].notna()]
+    unreachable = rows[(rows["target_met"] == 0) & rows["bytes"].isna() & rows["error"].isna()]
+    notes = [
+        f"searches: {searches.probes_run} probe(s) encoded now, {searches.probes_reused} taken from the cache"
+    ]
+    if len(missed):
+        notes.append(
+            f"{len(missed)} row(s) missed their target: the closest point at or under it (see target_note)"
+        )
+    if len(unreachable):
+        notes.append(
+            f"{len(unreachable)} target(s) out of a codec's reach: rows without measurements (see target_note)"
+        )
+    return notes
 
 
 def run(

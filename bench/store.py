@@ -52,6 +52,15 @@ def fixed_key(key: TaskKey) -> TaskKey:
     return (*key[:4], "")
 
 
+SEARCH_COLUMNS = ("target", "target_met", "probes", "target_note")
+
+
+def as_fixed(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as a run at fixed qualities holds it (no target columns): how the cache keeps every row,
+    so that a search's row serves a later run at that quality and the other way round."""
+    return row | {name: None for name in SEARCH_COLUMNS} | {"target": ""}
+
+
 class Store:
     """A results.sqlite file. Rows are keyed by (image_sha256, codec, config_hash, quality, target); the
     probes table holds what the searches measured per knob value (``add_probe``, ``probes``)."""

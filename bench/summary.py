@@ -1,4 +1,5 @@
-"""The summary table printed at the end of a run: dataset means per codec and quality."""
+"""The summary table printed at the end of a run: dataset means per codec and quality (per codec and
+target for a search run)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def by_configuration(rows: pd.DataFrame, options: dict[str, dict]) -> pd.DataFra
 def summary(
     rows: pd.DataFrame, reference: str | None = None, metrics: list[str] | None = None
 ) -> pd.DataFrame:
-    """Per codec and quality: images, errors, mean bpp, the mean of each of ``metrics`` (default: those
+    """Per codec and quality (codec and target in a search run, with the images that met it, those it was
+    out of reach for and the mean probes per image): images, errors, mean bpp, the mean of each of ``metrics`` (default: those
     flagged for the summary) the rows hold, mean encode/decode ms.
 
     Means are over the images of each point, as CompressAI averages; failed tasks are counted, not averaged.
@@ -35,15 +37,20 @@ def summary(
     divided by the reference's median time on the same image (timing.relative_times).
     """
     rows = relative_times(rows, reference) if reference else rows
+    point = "target" if "target" in rows.columns and rows["target"].fillna("").ne("").any() else "quality"
     ok = rows[rows["error"].isna()].assign(enc_ms=rows["enc_s"] * 1e3, dec_ms=rows["dec_s"] * 1e3)
     shown = [m for m in (measures.summary_metrics() if metrics is None else metrics) if m in rows.columns]
-    means = ok.groupby(["codec", "quality"])[["bpp", *shown, "enc_ms", "dec_ms"]].mean()
+    means = ok.groupby(["codec", point])[["bpp", *shown, "enc_ms", "dec_ms"]].mean()
     if reference:
-        means = means.join(ok.groupby(["codec", "quality"])[REL_COLUMNS].median())
-    counts = rows.groupby(["codec", "quality"]).agg(
-        images=("image", "size"), errors=("error", lambda e: int(e.notna().sum()))
-    )
-    table = counts.join(means).reset_index()
+        means = means.join(ok.groupby(["codec", point])[REL_COLUMNS].median())
+    counts = {"images": ("image", "size"), "errors": ("error", lambda e: int(e.notna().sum()))}
+    if point == "target":  # how many images met the target, how many it was out of reach for; probes
+        counts["met"] = ("target_met", lambda m: int((m == 1).sum()))
+        ok_rows = rows["error"].isna()
+        rows = rows.assign(out_of_reach=(rows["target_met"] == 0) & rows["bytes"].isna() & ok_rows)
+        counts["out_of_reach"] = ("out_of_reach", "sum")
+        means = means.join(ok.groupby(["codec", point])[["probes"]].mean())
+    table = rows.groupby(["codec", point]).agg(**counts).join(means).reset_index()
     return table.sort_values(["codec", "bpp"], na_position="last").reset_index(drop=True)
 
 
@@ -52,6 +59,7 @@ FORMATS = {
     "dec_ms": "{:.1f}".format,
     "enc_rel": "{:.3f}".format,
     "dec_rel": "{:.3f}".format,
+    "probes": "{:.1f}".format,
 }
 
 

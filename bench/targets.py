@@ -80,3 +80,16 @@ def quality_targets(text: str, quality_metrics: dict[str, bool]) -> list[Target]
             f"choose from {', '.join(sorted(quality_metrics))}"
         )
     return [Target(QUALITY, value, name) for value in _values("--target", values, positive=False)]
+
+
+def options_of(labels: list[str]) -> dict[str, str]:
+    """The ``bench run`` option that asks for these target labels (``target_bpp``, ``target`` or
+    ``budget_bpp``, RunRequest's field), to repeat a run from its run.json."""
+    targets = [parse_label(label) for label in labels]
+    values = ",".join(f"{target.value:g}" for target in targets if target)
+    kind = targets[0].kind if targets and targets[0] else None
+    if kind == RATE:
+        return {"target_bpp": values}
+    if kind == BUDGET:
+        return {"budget_bpp": values}
+    return {"target": f"{targets[0].metric}={values}"} if kind == QUALITY else {}

@@ -48,6 +48,7 @@ class Task:
     metrics: tuple[str, ...] = ()  # the metrics to compute (bench.measures names)
     target: str = ""  # the search target the row answers ("bpp=0.25"), empty at fixed qualities
     probe: bool = False  # a search's probe: encode only, plus decode and ``metrics`` when they are given
+    search: dict[str, Any] = field(default_factory=dict)  # the row's target columns (target_met, ...)
 
     @property
     def key(self) -> tuple[str, str, str, float, str]:
@@ -109,7 +110,7 @@ def base_row(task: Task) -> dict[str, Any]:
         "jobs": task.jobs,
         "device": "cpu",
         "repeats": task.repeat,
-    }
+    } | task.search
 
 
 def failed_row(task: Task, error: str) -> dict[str, Any]:
