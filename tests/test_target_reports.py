@@ -147,7 +147,10 @@ def test_matched_rates_give_each_codecs_means_at_each_target(rate_run):
     assert (rates[("jpeg", "bpp=0.25")]["met"], rates[("jpeg", "bpp=0.25")]["unreachable"]) == (2, 1)
     assert (rates[("webp", "bpp=1")]["met"], rates[("webp", "bpp=1")]["unreachable"]) == (2, 0)
     assert rates[("webp", "bpp=1")]["total"] == 3
-    assert "jpeg: 1 of 3 images unreachable at 0.25 bpp" in document["targets"][0]["notes"]
+    assert document["targets"][0]["notes"] == [
+        "jpeg: 1 of 3 images unreachable at 0.25 bpp",
+        "the codecs' means at 0.25 bpp are over different images (out of reach or failed on some)",
+    ]
 
 
 def test_matched_rates_as_text(rate_run):
@@ -251,6 +254,15 @@ def test_compare_pairs_the_targets_of_two_rate_runs(rate_run, tmp_path):
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:]}
     assert lines["webp"][1] == "-10.00" and lines["jpeg"][1] == "+0.00"
+    assert "BASE ran at" not in result.stderr
+
+
+def test_compare_says_when_the_runs_ran_at_other_points(rate_run, budget_run):
+    result = invoke("compare", rate_run, budget_run)
+    assert result.exit_code == 0, result.output
+    assert (
+        "note: BASE ran at targets bpp=0.25, bpp=0.5, bpp=1, NEW at targets budget_bpp=0.5" in result.stderr
+    )
 
 
 def test_export_writes_one_point_per_target(rate_run, tmp_path):

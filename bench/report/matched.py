@@ -146,6 +146,12 @@ def matched_rate_tables(rows: pd.DataFrame, metrics: list[str], seed: int = 0) -
         "Rates achieved at each rate target: the mean bpp over the images that reached a rate (a missed "
         "target counts its closest point at or under it), and the targets met of the images"
     )
+    notes = count_notes(outcomes) + [
+        f"the codecs' means at {where(target)} are over different images (out of reach or failed on some)"
+        for target in columns
+        if len({frozenset(one.reached["image_sha256"]) for (_, t), one in outcomes.items() if t == target})
+        > 1
+    ]
     tables = [
         TargetTable(
             "achieved-rates",
@@ -153,7 +159,7 @@ def matched_rate_tables(rows: pd.DataFrame, metrics: list[str], seed: int = 0) -
             title,
             _grid(cells, columns),
             records,
-            count_notes(outcomes),
+            notes,
         )
     ]
     for metric in metrics:
