@@ -136,11 +136,14 @@ def check_anchor(anchor: str, labels: list[str], imported: list, mode: str, need
 def bd_command(runs, anchor, mode, metrics, method, delta, fmt, imports, seed, ranks) -> None:
     """BD-rate of every codec of RUN... against --anchor, per metric.
 
-    RUN is a run directory (results.sqlite, else results.csv, with run.json).
+    RUN is a run directory (results.sqlite, else results.csv, with run.json). For a run made in a search
+    mode, BD runs across its targets, and tables follow: the metrics at matched rates, the bytes at equal
+    quality against --anchor, or each codec at its budget (not in CSV).
     """
     from bench.measures import overall_groups
     from bench.report.bdtable import bd_table
     from bench.report.formats import render
+    from bench.report.matched import target_tables
     from bench.report.ranks import rank_codecs
 
     _, rows, imported = load_inputs(runs, imports)
@@ -149,7 +152,8 @@ def bd_command(runs, anchor, mode, metrics, method, delta, fmt, imports, seed, r
     table = bd_table(
         rows, anchor, metric_list, mode, method, delta, imported, seed=seed, overall=overall_groups(metrics)
     )
-    click.echo(render(table, fmt, rank_codecs(table) if ranks else None))
+    searched = target_tables(rows, anchor, metric_list, seed)
+    click.echo(render(table, fmt, rank_codecs(table) if ranks else None, searched))
 
 
 @click.command("export")

@@ -1,5 +1,6 @@
 """`bench compare BASE NEW`: per codec configuration, BD-rate of NEW vs BASE, time and kMAC/px change,
-errors; a CI gate.
+errors; a CI gate. The curves are the dataset-mean curves of bench.report.curves: over the qualities, or
+over the targets of a run made in a search mode.
 
 Configurations pair across the runs by codec name and options (the config hash also covers library
 versions, which may differ between the runs); each is labelled as bench.labels labels NEW's.
@@ -94,6 +95,12 @@ def _curve(run: Run, config_hash: str, metric: str) -> list[tuple[float, float]]
     return list(zip(curve["bpp"], curve["value"], strict=True))
 
 
+def searched(run: Run) -> str:
+    """The targets the run's rows were searched for (their curves' points), or ``fixed qualities``."""
+    targets = sorted(set(run.rows["target"]) - {""})
+    return f"targets {', '.join(targets)}" if targets else "fixed qualities"
+
+
 def _lookup(document: dict[str, Any], path: tuple[str, ...]) -> Any:
     for key in path:
         document = document.get(key, {}) if isinstance(document, dict) else {}
@@ -174,6 +181,10 @@ def compare(
         notes.append(f"reference codec {reference} is not in both runs: raw median times compared")
         reference = None
     notes += [f"{label} is in only one run: not compared" for label in alone]
+    if searched(base) != searched(new):
+        notes.append(
+            f"BASE ran at {searched(base)}, NEW at {searched(new)}: BD compares the curves where they overlap"
+        )
     if max_time_ratio is not None and not same_cpu(base, new):
         notes.append(
             "time ratios not gated: the runs were measured on different CPU models (or one did not record "

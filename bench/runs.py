@@ -95,6 +95,8 @@ def load_run(directory: str | Path) -> Run:
             if measure.python_type is float:
                 rows[column] = rows[column].astype(float)
     rows["error"] = rows["error"].where(rows["error"].notna() & (rows["error"] != ""), None)
+    # a row of a fixed-quality run has no target: "" in the store, an empty cell (NaN) or no column in CSV
+    rows["target"] = rows["target"].fillna("").astype(str) if "target" in rows else ""
     manifest = None
     if (directory / RUN_JSON).exists():
         try:

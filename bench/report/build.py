@@ -1,8 +1,10 @@
 """`bench report`: one self-contained index.html plus the figures as PNG, SVG and PDF.
 
 Sections: what was run, RD curves (a tab per metric), BD tables (per image with CI, and of the mean
-curves), the codecs' ranks under each metric and their rank correlations, speed, complexity (kMAC/px,
-MP/s on CPU and GPU, rate savings), per-image results, a visual comparison at a few target rates, notes.
+curves), for runs made in a search mode their targets (matched rates, bytes at equal quality with a bar
+chart, budgets: bench.report.matched), the codecs' ranks under each metric and their rank correlations,
+speed, complexity (kMAC/px, MP/s on CPU and GPU, rate savings), per-image results, a visual comparison at a
+few target rates, notes.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from bench.labels import file_stem
 from bench.measures import all_metrics, held, measure_label
 from bench.report import html
 from bench.report.compressai import ImportedCurve, imported_mean_curve
-from bench.report.curves import mean_curves, ok_rows
+from bench.report.curves import carries_targets, mean_curves, ok_rows, point_key
 from bench.runs import Run
 
 
@@ -99,6 +101,13 @@ def _run_facts(run: Run) -> list[tuple[str, str]]:
     ]
 
 
+def _points(entry, record, targets: list[str]) -> str:
+    """The qualities a configuration ran at, or the targets it was searched for."""
+    if targets:
+        return f"targets ({entry.quality_label} searched): " + ", ".join(targets)
+    return f"{entry.quality_label}: " + ", ".join(f"{q:g}" for q in record.qualities)
+
+
 def run_section(runs: list[Run], rows: pd.DataFrame) -> str:
     """What was run: per run, the dataset, machine, software and each codec configuration."""
     parts = []
@@ -111,11 +120,12 @@ def run_section(runs: list[Run], rows: pd.DataFrame) -> str:
                 codec_rows.append([label, "?", "?", "?", "?", config_hash])
                 continue
             entry = record.entry
+            targets = [t for t in dict.fromkeys(rows.loc[rows["label"] == label, "target"]) if t]
             codec_rows.append(
                 [
                     label,
                     entry.description,
-                    f"{entry.quality_label}: " + ", ".join(f"{q:g}" for q in record.qualities),
+                    _points(entry, record, targets),
                     ", ".join(f"{k}={v}" for k, v in entry.options.items()),
                     ", ".join(f"{k} {v}" for k, v in record.versions.items()),
                     config_hash,
@@ -125,7 +135,8 @@ def run_section(runs: list[Run], rows: pd.DataFrame) -> str:
         parts.append(html.facts(_run_facts(run)))
         parts.append(
             html.table(
-                ["codec", "what", "qualities", "options", "versions", "config hash"],
+                ["codec", "what", "qualities or targets" if carries_targets(rows) else "qualities"]
+                + ["options", "versions", "config hash"],
                 codec_rows,
                 css="left",
             )
@@ -134,13 +145,12 @@ def run_section(runs: list[Run], rows: pd.DataFrame) -> str:
 
 
 def figures_section(
-    rows: pd.DataFrame, imported: list[ImportedCurve], request: ReportRequest, out: Path, title: str
+    rows: pd.DataFrame, imported: list[ImportedCurve], request: ReportRequest, out: Path, title: str, style
 ):
-    """RD figures of the mean curves, written to out/figures and inlined as SVG."""
-    from bench.report.plots import axis_label, rd_figure, save_figure, styles
+    """RD figures of the mean curves, written to out/figures and inlined as SVG; ``style``: each label's
+    (bench.report.plots.styles)."""
+    from bench.report.plots import axis_label, rd_figure, save_figure
 
-    labels = list(dict.fromkeys(rows["label"])) + [curve.label for curve in imported]
-    style = styles(labels)
     panels = []
     for metric in request.metrics:
         curves = pd.concat(
@@ -154,7 +164,8 @@ def figures_section(
         paths = save_figure(figure, out / "figures" / f"rd_{metric}")
         uri = html.data_uri(paths["svg"].read_bytes(), "image/svg+xml")
         links = {fmt: str(path.relative_to(out)) for fmt, path in paths.items()}
-        caption = f"bpp vs {axis_label(metric)}: mean over images at each quality"
+        points = " or ".join(sorted({point_key(group) for _, group in rows.groupby("label")}))
+        caption = f"bpp vs {axis_label(metric)}: mean over images at each {points}"
         panels.append(
             (metric, measure_label(metric), html.figure(uri, f"RD curve, {metric}", caption, links))
         )
@@ -200,6 +211,29 @@ def bd_html(table) -> str:
         + html.table(header, count_rows)
         + html.bullet_list(notes(table))
     )
+
+
+def targets_section(tables, style: dict, out: Path) -> str:
+    """The tables of search runs (bench.report.matched), each with its notes; the bytes at equal quality
+    also as a bar chart, written to out/figures and inlined as SVG."""
+    from bench.report.plots import ratio_figure, save_figure
+
+    parts = []
+    for table in tables:
+        body = [[codec, *row] for codec, row in zip(table.grid.index, table.grid.values)]
+        parts.append(
+            f"<h3>{html.esc(table.heading)}</h3><p>{html.esc(table.title)}</p>"
+            + html.table(["codec", *table.grid.columns], body, table_id=table.ident)
+            + html.bullet_list(table.notes)
+        )
+        if table.ident == "equal-quality" and table.records:
+            figure = ratio_figure(table.records, list(table.grid.columns), style, table.heading)
+            paths = save_figure(figure, out / "figures" / "bytes_at_equal_quality")
+            uri = html.data_uri(paths["svg"].read_bytes(), "image/svg+xml")
+            links = {fmt: str(path.relative_to(out)) for fmt, path in paths.items()}
+            caption = "mean bytes over the anchor's at each quality target, with the bootstrap 95 % CI"
+            parts.append(html.figure(uri, "bytes at equal quality", caption, links))
+    return "".join(parts)
 
 
 def ranks_section(table) -> str:
@@ -257,7 +291,8 @@ def per_image_section(table, rows: pd.DataFrame) -> str:
                 if i == 0
                 else f"<details><summary>{html.esc(heading)}</summary>{grid}</details>"
             )
-    columns = ["image", "label", "quality", "bpp", *held(rows), "enc_s", "dec_s", "error"]
+    searched = ["target", "target_met", "target_note"] if carries_targets(rows) else []
+    columns = ["image", "label", "quality", *searched, "bpp", *held(rows), "enc_s", "dec_s", "error"]
     shown = rows.sort_values(["image", "label", "bpp"])[[c for c in columns if c in rows.columns]]
     body = [
         [_fmt(v, 4) if isinstance(v, float) else ("" if v is None else v) for v in row]
@@ -344,6 +379,8 @@ def build_report(
     runs: list[Run], rows: pd.DataFrame, imported: list[ImportedCurve], request: ReportRequest, out: Path
 ) -> tuple[Path, list[str]]:
     """Write out/index.html, out/figures/* and out/crops/*; returns the index path and the notes."""
+    from bench.report.matched import target_tables
+    from bench.report.plots import styles
     from bench.report.visual import visual_comparisons
 
     out.mkdir(parents=True, exist_ok=True)
@@ -372,10 +409,13 @@ def build_report(
     complexity_rows = [
         [label, *(_fmt(v) for v in values)] for label, values in zip(complexity.index, complexity.values)
     ]
+    style = styles(labels + [curve.label for curve in imported])
+    searched = target_tables(rows, anchor, request.metrics)
     sections = [
         ("run", "What was run", run_section(runs, rows)),
-        ("rd", "RD curves", figures_section(rows, imported, request, out, title)),
+        ("rd", "RD curves", figures_section(rows, imported, request, out, title, style)),
         ("bd", "BD-rate", "".join(bd_parts) or "<p>No BD table (see the notes).</p>"),
+        *([("targets", "Targets", targets_section(searched, style, out))] if searched else []),
         ("ranks", "Ranks", ranks_section(image_table if image_table is not None else curve_table)),
         ("speed", "Speed", html.table(["codec", *speed.columns], speed_rows, table_id="speed-table")),
         (

@@ -26,6 +26,7 @@ from bench import __version__
 from bench.errors import UserError
 from bench.labels import file_stem
 from bench.measures import Metric, all_metrics, held, measures
+from bench.report.curves import MEAN_COLUMNS, ok_rows, point_key
 
 OLDER_KEYS = {"psnr_rgb": ("psnr",), "ms_ssim": ("ms-ssim",)}  # what older CompressAI files say
 
@@ -112,10 +113,10 @@ def imported_curves(paths: list[str | Path], taken: set[str]) -> list[ImportedCu
 def imported_mean_curve(curve: ImportedCurve, metric: str) -> pd.DataFrame:
     """An imported curve in the shape of ``curves.mean_curves`` (empty when it lacks the metric)."""
     if metric not in curve.points:
-        return pd.DataFrame(columns=["label", "quality", "bpp", "value", "images", "imported"])
+        return pd.DataFrame(columns=MEAN_COLUMNS)
     points = curve.points[["bpp", metric]].rename(columns={metric: "value"})
     points = points[points["bpp"].notna() & points["value"].notna()]
-    return points.assign(label=curve.label, quality=math.nan, images=math.nan, imported=True)
+    return points.assign(label=curve.label, quality=math.nan, target="", images=math.nan, imported=True)
 
 
 def _finite_or_none(values: pd.Series) -> list[float | None]:
@@ -123,21 +124,24 @@ def _finite_or_none(values: pd.Series) -> list[float | None]:
 
 
 def export_compressai(rows: pd.DataFrame, configs: dict[str, dict[str, Any]], out: Path) -> list[Path]:
-    """Write ``<label>.json`` per codec label: mean curves over images at each quality, sorted by bpp.
+    """Write ``<label>.json`` per codec label: mean curves over images at each quality (at each target for
+    a search run: ``meta.targets`` names them, and ``quality``, which differs per image, is left out),
+    sorted by bpp.
 
     ``configs`` maps a label to its run.json codec entry (or {}) and run metadata, for the description.
     """
-    from bench.report.curves import ok_rows
-
     out.mkdir(parents=True, exist_ok=True)
     written = []
     rows = ok_rows(rows)
     keys, registered = export_keys(rows), measures()
     for label, group in rows.groupby("label", sort=True):
-        means = group.groupby("quality").agg({k: registered[k].aggregate for k in keys if k != "quality"})
+        point = point_key(group)
+        exported = {column: key for column, key in keys.items() if column != "quality" or point == "quality"}
+        means = group.groupby(point).agg({k: registered[k].aggregate for k in exported if k != point})
         means = means.reset_index().sort_values("bpp")
         config = configs.get(label, {})
         entry = config.get("entry", {})
+        targets = {"targets": list(means["target"])} if point == "target" else {}
         document = {
             "name": label,
             "description": f"codec-bench {__version__}: {entry.get('description', label)}",
@@ -150,8 +154,9 @@ def export_compressai(rows: pd.DataFrame, configs: dict[str, dict[str, Any]], ou
                 "versions": config.get("versions", {}),
                 "quality_label": entry.get("quality_label"),
                 "options": entry.get("options", {}),
-            },
-            "results": {key: _finite_or_none(means[column]) for column, key in keys.items()},
+            }
+            | targets,
+            "results": {key: _finite_or_none(means[column]) for column, key in exported.items()},
         }
         path = out / f"{file_stem(label)}.json"
         path.write_text(json.dumps(document, indent=2) + "\n")

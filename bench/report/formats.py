@@ -1,4 +1,5 @@
-"""Rendering a BD table as text, CSV, Markdown, LaTeX or JSON."""
+"""Rendering a BD table, and the tables of search runs (bench.report.matched), as text, CSV, Markdown,
+LaTeX or JSON (CSV: the BD table only)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from bench.report.bdtable import LOW_OVERLAP, BDTable
+from bench.report.matched import TargetTable
 from bench.report.ranks import Ranking, differs
 
 FORMATS = ("text", "csv", "markdown", "latex", "json")
@@ -186,7 +188,7 @@ def _text_grid(frame: pd.DataFrame) -> str:
     )
 
 
-def _text(table: BDTable, ranking: Ranking | None) -> str:
+def _text(table: BDTable, ranking: Ranking | None, targets: list[TargetTable]) -> str:
     values, counts = grids(table)
     parts = [title(table), "", _text_grid(values), "", counts_title(table), "", _text_grid(counts)]
     if ranking is not None:
@@ -195,6 +197,9 @@ def _text(table: BDTable, ranking: Ranking | None) -> str:
     lines = notes(table)
     if lines:
         parts += [""] + [f"note: {line}" for line in lines]
+    for searched in targets:
+        parts += ["", searched.title, "", _text_grid(searched.grid)]
+        parts += [""] + [f"note: {line}" for line in searched.notes] if searched.notes else []
     return "\n".join(parts)
 
 
@@ -205,7 +210,7 @@ def _markdown_grid(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def _markdown(table: BDTable, ranking: Ranking | None) -> str:
+def _markdown(table: BDTable, ranking: Ranking | None, targets: list[TargetTable]) -> str:
     values, counts = grids(table)
     parts = [f"**{title(table)}**", "", _markdown_grid(values), "", f"*{counts_title(table)}*", ""]
     parts.append(_markdown_grid(counts))
@@ -214,6 +219,9 @@ def _markdown(table: BDTable, ranking: Ranking | None) -> str:
         parts += ["", f"**{ranks_title(ranking)}**", "", _markdown_grid(ranks)]
         parts += ["", f"*{TAU_TITLE}*", "", _markdown_grid(tau)]
     parts += [""] + [f"- {line}" for line in notes(table)] if notes(table) else []
+    for searched in targets:
+        parts += ["", f"**{searched.title}**", "", _markdown_grid(searched.grid)]
+        parts += [""] + [f"- {line}" for line in searched.notes] if searched.notes else []
     return "\n".join(parts)
 
 
@@ -245,24 +253,29 @@ def _latex_table(frame: pd.DataFrame, caption: str) -> list[str]:
     return lines + [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
 
 
-def _latex(table: BDTable, ranking: Ranking | None) -> str:
+def _latex(table: BDTable, ranking: Ranking | None, targets: list[TargetTable]) -> str:
     lines = _latex_table(grids(table)[0], title(table))
     if ranking is not None:
         ranks, tau = rank_grids(ranking)
         lines += _latex_table(ranks, ranks_title(ranking)) + _latex_table(tau, TAU_TITLE)
     lines += [f"% {line}" for line in notes(table)]
+    for searched in targets:
+        lines += _latex_table(searched.grid, searched.title) + [f"% {line}" for line in searched.notes]
     return "\n".join(lines)
 
 
-def render(table: BDTable, fmt: str, ranking: Ranking | None = None) -> str:
+def render(
+    table: BDTable, fmt: str, ranking: Ranking | None = None, targets: list[TargetTable] | None = None
+) -> str:
     """The table in one of FORMATS; with ``ranking``, the ranks and their correlations too (CSV: a rank
-    column)."""
+    column); then the tables of search runs, ``targets`` (not in CSV)."""
+    targets = targets or []
     if fmt == "text":
-        return _text(table, ranking)
+        return _text(table, ranking, targets)
     if fmt == "markdown":
-        return _markdown(table, ranking)
+        return _markdown(table, ranking, targets)
     if fmt == "latex":
-        return _latex(table, ranking)
+        return _latex(table, ranking, targets)
     rows = records(table)
     if ranking is not None:
         for row in rows:
@@ -289,6 +302,10 @@ def render(table: BDTable, fmt: str, ranking: Ranking | None = None) -> str:
             },
             "notes": notes(table),
         }
+        if targets:
+            document["targets"] = [
+                {"id": t.ident, "title": t.title, "records": t.records, "notes": t.notes} for t in targets
+            ]
         if ranking is not None:
             document["rank_reference"] = ranking.reference
             document["rank_correlation"] = {

@@ -1,5 +1,6 @@
 """RD figures: dataset-mean curves (bpp vs a metric), one line and marker style per codec; better is up in
-every figure (the axis of a lower-is-better metric is inverted, and its label says so).
+every figure (the axis of a lower-is-better metric is inverted, and its label says so). For runs at equal
+quality, a bar chart of each codec's bytes over the anchor's at each quality target.
 
 Figures are built with matplotlib's object API (no pyplot state) and written as PNG, SVG and PDF.
 SVG text is drawn as paths, so the figures need no fonts.
@@ -89,3 +90,43 @@ def save_figure(figure, base: Path) -> dict[str, Path]:
             figure.savefig(path, format=fmt, dpi=150, metadata=metadata)
             paths[fmt] = path
     return paths
+
+
+def ratio_figure(records: list[dict], targets: list[str], style: dict[str, dict[str, object]], title: str):
+    """Bytes at equal quality: per quality target, a bar per codec (its mean bytes over the anchor's) with
+    its bootstrap 95 % CI; the anchor is the line at 1."""
+    from matplotlib import rc_context
+    from matplotlib.figure import Figure
+
+    codecs = list(dict.fromkeys(record["codec"] for record in records))
+    width = 0.8 / max(len(codecs), 1)
+    with rc_context(STYLE):
+        figure = Figure(figsize=(7.0, 4.2), layout="constrained")
+        axes = figure.add_subplot()
+        for i, codec in enumerate(codecs):
+            mine = {r["target"]: r for r in records if r["codec"] == codec and r["ratio"] is not None}
+            shown = [j for j, target in enumerate(targets) if target in mine]
+            ratios = np.array([mine[targets[j]]["ratio"] for j in shown], dtype=float)
+            low = np.array([_or(mine[targets[j]]["ci_low"], ratios[k]) for k, j in enumerate(shown)])
+            high = np.array([_or(mine[targets[j]]["ci_high"], ratios[k]) for k, j in enumerate(shown)])
+            axes.bar(
+                np.array(shown) + (i - (len(codecs) - 1) / 2) * width,
+                ratios,
+                width,
+                yerr=[ratios - low, high - ratios],
+                capsize=3,
+                color=style[codec]["color"],
+                label=_literal(codec),
+            )
+        anchor = records[0]["anchor"] if records else "anchor"
+        axes.axhline(1.0, color="black", linewidth=1, label=_literal(f"{anchor} (anchor)"))
+        axes.set_xticks(range(len(targets)), [_literal(target) for target in targets])
+        axes.set_ylabel(_literal(f"bytes / {anchor}'s bytes (mean over images)"))
+        axes.set_title(_literal(title))
+        axes.grid(True, axis="y", alpha=0.3)
+        axes.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return figure
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value

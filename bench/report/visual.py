@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.report.curves import image_curves
+from bench.report.curves import image_curves, ok_rows
 from bench.runs import Run
 
 STRIDE = 4
@@ -139,7 +139,7 @@ def _compare(runs: list[Run], rows: pd.DataFrame, sha: str, original: np.ndarray
 
     by_name = {run.name: run for run in runs}
     decoded, crops, notes = [], [], []
-    points = rows[(rows["image_sha256"] == sha) & rows["error"].isna()]
+    points = ok_rows(rows[rows["image_sha256"] == sha])  # a target out of reach has no rate
     for label, group in points.groupby("label", sort=False):
         nearest = group.loc[(group["bpp"] - target).abs().idxmin()]
         try:
