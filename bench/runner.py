@@ -436,8 +436,9 @@ def execute_plan(plan: RunPlan, progress: Callable[..., Any] | None = None) -> R
     """Run the tasks the store lacks; one transaction per finished task; export results.csv.
 
     One run at a time per run directory: a second one started meanwhile is refused (run_dir_lock).
-    ``progress(total)`` makes the tasks' bar (``update``, ``close``); ``progress(total, "rescore")`` that
-    of stored rows rescored from kept bitstreams first.
+    ``progress(total)`` makes the tasks' bar (tqdm's ``update``, ``close`` and, in a search run, whose
+    total is its rows, ``set_postfix_str`` for the probes); ``progress(total, "rescore")`` that of stored
+    rows rescored from kept bitstreams first.
     """
     with run_dir_lock(plan.run_dir):
         return _execute_locked(plan, progress)
@@ -573,8 +574,9 @@ def _execute_locked(plan: RunPlan, progress: Callable[..., Any] | None) -> RunOu
                     for ready_row in ready:
                         store.add(ready_row)
                     feed.extend(to_run(planned) + probes)
-                    if bar is not None:
+                    if bar is not None:  # the bar counts the rows; the probes encoded so far beside it
                         bar.update(pending.resumed + pending.rescored + pending.cached - before + len(ready))
+                        bar.set_postfix_str(f"{searches.probes_run} probes")
                     continue
                 key = row_key(row)
                 data = row.pop("bitstream", None)

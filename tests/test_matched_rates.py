@@ -321,3 +321,26 @@ def test_the_cache_serves_probes_to_a_second_search_and_rows_to_a_fixed_run(tmp_
     same = rows.merge(found, on=["image", "quality"], suffixes=("", "_search"))
     assert len(same) == len(found) and same["target"].isna().all()
     assert (same["bytes"] == same["bytes_search"]).all() and (same["enc_s"] == same["enc_s_search"]).all()
+
+
+def test_a_search_on_a_dask_cluster_gives_the_inline_rows(tmp_path):
+    """The Dask executor takes each probe as the search asks for it (its feed refills as rows come back)."""
+    search = dict(images=2, target_bpp="0.3,0.6", metrics="psnr_rgb")
+    inline = runner.run("jpeg,webp", "sample", out=str(tmp_path / "i"), executor="inline", **search)
+    dask = runner.run("jpeg,webp", "sample", out=str(tmp_path / "d"), executor="dask", jobs=2, **search)
+    columns = ["codec", "image", "target", "quality", "bytes", "probes", "target_met"]
+    order = ["codec", "image", "target"]
+    pd.testing.assert_frame_equal(
+        inline.sort_values(order)[columns].reset_index(drop=True),
+        dask.sort_values(order)[columns].reset_index(drop=True),
+    )
+
+
+def test_rescore_adds_a_metric_to_a_search_runs_rows(tmp_path):
+    out = tmp_path / "r"
+    first = invoke("run", "--codecs", "jpeg", "--images", "2", "--target-bpp", "0.3,0.6", "--metrics",
+                   "psnr_rgb", "--keep-bitstreams", "--out", str(out))  # fmt: skip
+    assert first.exit_code == 0, first.output
+    assert invoke("rescore", str(out), "--metrics", "psnr_rgb,psnr_y").exit_code == 0
+    rows = pd.read_csv(out / "results.csv")
+    assert len(rows) == 4 and rows["psnr_y"].notna().all() and set(rows["target"]) == {"bpp=0.3", "bpp=0.6"}
