@@ -325,7 +325,7 @@ def test_the_cache_serves_probes_to_a_second_search_and_rows_to_a_fixed_run(tmp_
 
 def test_a_search_on_a_dask_cluster_gives_the_inline_rows(tmp_path):
     """The Dask executor takes each probe as the search asks for it (its feed refills as rows come back)."""
-    search = dict(images=2, target_bpp="0.3,0.6", metrics="psnr_rgb")
+    search = {"images": 2, "target_bpp": "0.3,0.6", "metrics": "psnr_rgb"}
     inline = runner.run("jpeg,webp", "sample", out=str(tmp_path / "i"), executor="inline", **search)
     dask = runner.run("jpeg,webp", "sample", out=str(tmp_path / "d"), executor="dask", jobs=2, **search)
     columns = ["codec", "image", "target", "quality", "bytes", "probes", "target_met"]
