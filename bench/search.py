@@ -12,6 +12,7 @@ from bench.knob import Knob
 
 GOAL_KINDS = ("rate", "quality", "budget")
 PRIOR_LOG_RATE_SPAN = math.log(20.0)  # log-rate spanned by a codec's sweep, roughly 0.1 to 2 bpp
+MIN_SLOPE_OF_PRIOR = 0.25  # the least log-rate slope an extrapolation assumes, as a fraction of the prior's
 QUALITY_FIRST_STEP = 0.25  # of the sweep's span, the first step of a quality search
 
 
@@ -241,17 +242,19 @@ def _interpolate(measured: list[_Point], lo: _Point, hi: _Point, y_goal: float) 
 
 
 def _extrapolate(axis: _Axis, goal: Goal, measured: list[_Point], y_goal: float, upward: bool) -> float:
-    """A step beyond the points on the open side: along the slope of the two nearest when it rises,
-    else along the prior (log-rate spanning ln 20 over the sweep; a quarter sweep for quality goals);
-    never more than the sweep's span."""
+    """A step beyond the points on the open side, along the slope of the two outermost points when it
+    rises, else along the prior (log-rate spanning ln 20 over the sweep; a quarter sweep for quality
+    goals). A rate step is at most four times the prior's (a plateau between the two points must not
+    throw the probe across the range) and at most the sweep's span."""
     near = measured[-2:] if upward else measured[:2]
     edge = near[-1] if upward else near[0]
     slope = None
     if len(near) == 2 and math.isfinite(near[0].y) and math.isfinite(near[1].y):
         rise = (near[1].y - near[0].y) / (near[1].u - near[0].u)
         slope = rise if rise > 0 else None
-    if slope is None and goal.kind != "quality" and math.isfinite(edge.y):
-        slope = PRIOR_LOG_RATE_SPAN / axis.span
+    if goal.kind != "quality" and math.isfinite(edge.y):
+        prior = PRIOR_LOG_RATE_SPAN / axis.span
+        slope = max(slope or prior, prior * MIN_SLOPE_OF_PRIOR)
     if slope is None:
         step = QUALITY_FIRST_STEP * axis.span
     else:
@@ -288,7 +291,8 @@ def search(
     lookup: Callable[[float], float | None],
     max_probes: int = 30,
 ) -> float | list[Result]:
-    """Search the goals one after another, each starting from every point measured for the earlier ones.
+    """Search the goals one after another, each starting from every point measured for the earlier ones
+    (so they measure one quantity: bpp for rate and budget goals, one metric for quality goals).
     ``lookup(knob_value)`` returns the measured value, or None when it is not measured yet: then the
     search returns that knob value (the probe to run now); once every goal is decided it returns one
     Result per goal, in order. The search replays from no points on every call, so values ``lookup``

@@ -284,6 +284,12 @@ def test_first_probes_follow_the_sweep_prior():
     assert higher == Probe(34 - round(0.25 * (46 - 22)))
 
 
+def test_a_plateau_does_not_throw_the_next_probe_across_the_range():
+    step = decide(CONTINUOUS, Goal("rate", 0.75), {32: 0.5, 33: 0.501}, SWEEP)
+    prior_slope = math.log(20) / (95 - 5)
+    assert step == Probe(pytest.approx(33 + math.log(0.75 / 0.501) / (prior_slope / 4)))
+
+
 def test_goal_rejects_nonsense():
     with pytest.raises(ValueError, match="goal kind"):
         Goal("speed", 1.0)
