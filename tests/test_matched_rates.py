@@ -266,56 +266,15 @@ def test_a_search_killed_midway_resumes_without_encoding_a_probe_twice(tmp_path)
 
 def test_the_cache_serves_probes_to_a_second_search_and_rows_to_a_fixed_run(tmp_path):
     cache = tmp_path / "cache"
-    first = invoke(
-        "run",
-        "--codecs",
-        "jpeg",
-        "--target-bpp",
-        "0.4",
-        "--images",
-        "2",
-        "--metrics",
-        "psnr_rgb",
-        "--cache",
-        str(cache),
-        "--out",
-        str(tmp_path / "a"),
-    )
+    common = ["--codecs", "jpeg", "--images", "2", "--metrics", "psnr_rgb", "--cache", str(cache)]
+    first = invoke("run", *common, "--target-bpp", "0.4", "--out", str(tmp_path / "a"))
     assert "probe(s) encoded now, 0 taken from the cache" in first.output
-    again = invoke(
-        "run",
-        "--codecs",
-        "jpeg",
-        "--target-bpp",
-        "0.4,0.8",
-        "--images",
-        "2",
-        "--metrics",
-        "psnr_rgb",
-        "--cache",
-        str(cache),
-        "--out",
-        str(tmp_path / "b"),
-    )
+    again = invoke("run", *common, "--target-bpp", "0.4,0.8", "--out", str(tmp_path / "b"))
     reused = int(again.output.split("probe(s) encoded now, ")[1].split(" taken")[0])
     assert reused == _probes(tmp_path / "a") > 0  # the first target's search, replayed from the cache
     found = pd.read_csv(tmp_path / "a" / "results.csv")
     qualities = ",".join(f"{q:g}" for q in sorted(set(found["quality"])))
-    fixed = invoke(
-        "run",
-        "--codecs",
-        "jpeg",
-        "--qualities",
-        f"jpeg={qualities}",
-        "--images",
-        "2",
-        "--metrics",
-        "psnr_rgb",
-        "--cache",
-        str(cache),
-        "--out",
-        str(tmp_path / "c"),
-    )
+    fixed = invoke("run", *common, "--qualities", f"jpeg={qualities}", "--out", str(tmp_path / "c"))
     assert f"{len(found)} task(s) taken from the cache" in fixed.output  # of 2 images x 2 qualities
     rows = pd.read_csv(tmp_path / "c" / "results.csv")
     same = rows.merge(found, on=["image", "quality"], suffixes=("", "_search"))
