@@ -502,32 +502,33 @@ def _pending(
     if bar is not None:
         bar.close()
     if cache is not None:
-        by_fixed = {fixed_key(key): key for key in fresh}  # the cache keeps rows as at fixed qualities
+        by_fixed: dict[TaskKey, list[TaskKey]] = {}  # the cache keeps rows as at fixed qualities
+        for key in fresh:
+            by_fixed.setdefault(fixed_key(key), []).append(key)
         for row in cache.rows(list(by_fixed)):
-            key = by_fixed[row_key(row)]
-            task = fresh[key]
-            missing = measures.stale(row, task.metrics)
+            keys = by_fixed[row_key(row)]
+            missing = measures.stale(row, fresh[keys[0]].metrics)
             if missing:
                 columns = _rescored(rescorer, row, cached_bitstreams, missing)
                 if columns is None:
                     continue
-                cache.update(fixed_key(key), columns)
+                cache.update(row_key(row), columns)
                 row |= columns
             if kept:  # a run that keeps bitstreams takes only rows whose bitstream the cache kept intact
                 try:
                     data = read_bitstream(
-                        cached_bitstreams, key, int(row["bytes"]), row.get("bitstream_sha256")
+                        cached_bitstreams, keys[0], int(row["bytes"]), row.get("bitstream_sha256")
                     )
                 except (FilesystemError, LookupError):
                     continue
-                row["bitstream_sha256"] = keep_bitstream(kept, key, data)
+                row["bitstream_sha256"] = keep_bitstream(kept, keys[0], data)
             else:
                 row["bitstream_sha256"] = None  # this run keeps no bitstream
-            store.add(
-                row | {"dataset": task.dataset, "image": task.image, "target": task.target} | task.search
-            )
-            del fresh[key]
-            pending.cached += 1
+            for key in keys:  # every target that landed on this quality (one at fixed qualities)
+                task = fresh.pop(key)
+                names = {"dataset": task.dataset, "image": task.image, "target": task.target}
+                store.add(row | names | task.search)
+                pending.cached += 1
     pending.problems += rescorer.problems
     return to_run + list(fresh.values())
 

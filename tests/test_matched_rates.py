@@ -303,3 +303,17 @@ def test_rescore_adds_a_metric_to_a_search_runs_rows(tmp_path):
     assert invoke("rescore", str(out), "--metrics", "psnr_rgb,psnr_y").exit_code == 0
     rows = pd.read_csv(out / "results.csv")
     assert len(rows) == 4 and rows["psnr_y"].notna().all() and set(rows["target"]) == {"bpp=0.3", "bpp=0.6"}
+
+
+def test_two_targets_on_one_quality_keep_a_row_each_also_from_the_cache(tmp_path):
+    common = ["--codecs", "jpeg", "--images", "1", "--metrics", "psnr_rgb", "--rate-tolerance", "0.05"]
+    common += ["--target-bpp", "0.5,0.505", "--cache", str(tmp_path / "cache")]
+    for out in ("a", "b"):
+        result = invoke("run", *common, "--out", str(tmp_path / out))
+        rows = pd.read_csv(tmp_path / out / "results.csv")
+        assert (
+            len(rows) == 2
+            and rows["quality"].nunique() == 1
+            and set(rows["target"]) == {"bpp=0.5", "bpp=0.505"}
+        )
+    assert "2 task(s) taken from the cache" in result.output
