@@ -410,9 +410,10 @@ def _tasks(plan: RunPlan) -> list[Task]:
     ]
 
 
-def harness_overhead(rows: list[dict[str, Any]], wall_s: float, jobs: int) -> float:
-    """1 - (sum of task codec + metric seconds) / (wall seconds x jobs), over the tasks run now."""
-    busy = sum(
+def harness_overhead(rows: list[dict[str, Any]], wall_s: float, jobs: int, probe_s: float = 0.0) -> float:
+    """1 - (sum of task codec + metric seconds, and a search's probe seconds) / (wall seconds x jobs),
+    over the tasks run now."""
+    busy = probe_s + sum(
         row.get(key) or 0.0
         for row in rows
         for key in ("enc_s", "dec_s", "metric_s")
@@ -628,7 +629,7 @@ def _execute_locked(plan: RunPlan, progress: Callable[..., Any] | None) -> RunOu
         len(new_rows),
         pending.resumed + pending.rescored,
         wall_s,
-        harness_overhead(new_rows, wall_s, plan.jobs),
+        harness_overhead(new_rows, wall_s, plan.jobs, searches.probe_s if searches else 0.0),
         notes,
     )
 

@@ -90,6 +90,7 @@ class Searches:
         self.in_flight: set[ProbeKey] = set()
         self.probes_run = 0  # probes encoded by this run
         self.probes_reused = 0  # probes taken from the cache
+        self.probe_s = 0.0  # seconds the probes run now took in the workers
 
     @property
     def metric(self) -> str | None:
@@ -115,6 +116,7 @@ class Searches:
         self.recorded[key] = self._merged(self.recorded.get(key), entry)
         self.in_flight.discard(key)
         self.probes_run += 1
+        self.probe_s += row.get("probe_s") or 0.0
         waiting = [s for s in self.searches if key in s.waiting]
         for waiter in waiting:
             waiter.waiting.discard(key)
