@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from bench.cli_codecs import codecs
 from bench.cli_datasets import datasets
 from bench.cli_options import parse_qualities
 from bench.cli_report import bd_command, compare_command, export_command, report_command
@@ -349,26 +350,6 @@ def metrics_command(no_cost: bool, docs_table: bool) -> None:
         click.echo(f"    groups: {groups}; cost per 768x512 image: {cost}[{metric.cost}]")
 
 
-@cli.command("codecs")
-def codecs_command() -> None:
-    """List every codec of the catalog: available or why not, versions, quality parameter, default sweep."""
-    from bench.catalog import load_catalog
-    from bench.codec import check_codec
-
-    for entry in load_catalog().values():
-        reason, versions = check_codec(entry)
-        sweep = ",".join(f"{q:g}" for q in entry.qualities)
-        click.echo(f"{entry.name}: {'available' if reason is None else 'unavailable'} - {entry.description}")
-        if reason is not None:
-            click.echo(f"    why: {reason}")
-        else:
-            click.echo(f"    versions: {', '.join(f'{k} {v}' for k, v in versions.items())}")
-        direction = "raises" if entry.rate_rises_with_quality else "lowers"
-        click.echo(f"    quality: {entry.quality_label} (a higher value {direction} the rate); sweep {sweep}")
-        options = ", ".join(f"{k}={v}" for k, v in entry.options.items())
-        click.echo(f"    options: {options or '-'}; adapter {entry.adapter}")
-
-
 @cli.group("train")
 def train_group() -> None:
     """Train learned codecs."""
@@ -385,6 +366,7 @@ def train_lic_command(args: tuple[str, ...]) -> None:
     train_main(list(args))
 
 
+cli.add_command(codecs)
 cli.add_command(datasets)
 cli.add_command(bd_command)
 cli.add_command(report_command)

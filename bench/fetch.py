@@ -1,4 +1,5 @@
-"""Writing into a data directory: ``fetch`` (download, verify, extract safely) and ``import_dataset``.
+"""Writing into a data directory: ``fetch`` (download, verify, extract safely) and ``import_dataset``;
+``download``, one URL to one file (also used by bench.zoo_fetch).
 
 Both build the dataset in a hidden staging folder inside the data directory and rename it into place
 only once verified, so a failure leaves nothing behind.
@@ -63,10 +64,10 @@ def fetch(name: str, data_dir: Path, progress: bool = False) -> Dataset:
     with _staging(m, data_dir) as images:
         if m.source.kind == "files":
             for n in sorted(m.pixel_sha256):
-                _download(m.source.url + urllib.parse.quote(n), images / n, progress)
+                download(m.source.url + urllib.parse.quote(n), images / n, progress)
         else:
             archive = images.parent / "archive"
-            digest = _download(m.source.url, archive, progress)
+            digest = download(m.source.url, archive, progress)
             if m.source.sha256 and digest != m.source.sha256.lower():
                 raise UserError(
                     f"{m.source.url}: archive sha256 is {digest}, the manifest pins {m.source.sha256}"
@@ -90,7 +91,7 @@ def import_dataset(name: str, source: Path, data_dir: Path, progress: bool = Fal
     return manifest_dataset(m, data_dir / name)
 
 
-def _download(url: str, dest: Path, progress: bool) -> str:
+def download(url: str, dest: Path, progress: bool) -> str:
     """Download ``url`` to ``dest`` with a progress bar; return its SHA-256; raise UserError on failure."""
     from tqdm import tqdm
 
