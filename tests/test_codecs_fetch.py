@@ -164,6 +164,17 @@ def test_a_bad_download_is_one_line_and_leaves_nothing(www, hub, monkeypatch, ch
     assert files_in(hub) == []
 
 
+def test_a_file_that_fails_verification_is_refused_and_kept(www, hub, monkeypatch, checkpoints):
+    root, server = www
+    name = publish(root, monkeypatch, 1, checkpoints[0])
+    hub.mkdir(parents=True)
+    (hub / name).write_bytes(b"not this checkpoint")
+    result = bench("codecs", "fetch", "cai-hyperprior", "--qualities", "1")
+    assert_one_line_error(result, f"{hub / name} exists", "delete it to fetch again")
+    assert files_in(hub) == [name] and (hub / name).read_bytes() == b"not this checkpoint"
+    assert server.requests == []
+
+
 def test_offline_is_one_line(hub, monkeypatch):
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))

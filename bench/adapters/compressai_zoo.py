@@ -1,9 +1,10 @@
 """CompressAI's published models (the ``compressai.zoo`` architectures) with real bitstreams.
 
-Weights are never downloaded: each quality is one checkpoint, read from the file compressai would
-have downloaded into the torch hub cache (``torch.hub.get_dir()/checkpoints``), from a folder holding
-those files, from a path with ``{quality}`` in it, or from one file used at every quality. Images are
-padded as in compressai's evaluation (centred zeros up to a multiple of 64) and cropped after decoding.
+Weights are never downloaded here (`bench codecs fetch` does that: bench/zoo_fetch.py): each quality is
+one checkpoint, read from the file compressai would have downloaded into the torch hub cache
+(``torch.hub.get_dir()/checkpoints``), from a folder holding those files, from a path with ``{quality}``
+in it, or from one file used at every quality. Images are padded as in compressai's evaluation (centred
+zeros up to a multiple of 64) and cropped after decoding.
 
 Bitstream (big-endian): magic ``CAI``, format version, architecture, metric and quality (1 byte each),
 the first 4 bytes of the checkpoint's sha256, image height and width (2 bytes each), CRC-32 of
@@ -201,6 +202,7 @@ class CompressAIZooCodec:
         )
         return (
             f"no {self.architecture} ({self.metric}) checkpoint {where}; get them with "
+            f"`bench codecs fetch {self.name}`, or with "
             f'python -c "{fetch}" where there is internet, then copy them here or set option weights'
         )
 
