@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import io
 import os
 import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +55,39 @@ def plugin_package(folder: Path, module: str, source: str, group: str, entries: 
     lines = "".join(f"{name} = {module}:{target}\n" for name, target in entries.items())
     (info / "entry_points.txt").write_text(f"[{group}]\n{lines}")
     return folder
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves its folder without logging each request."""
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def http_server(root: Path, handler: type[QuietHandler]) -> Iterator[http.server.ThreadingHTTPServer]:
+    """A local HTTP server on loopback serving ``root`` with ``handler``, for the block."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: handler(*a, directory=str(root)))
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def interrupt_when(command: list[str], ready: Callable[[], bool], sig: int = signal.SIGKILL) -> None:
+    """Start ``command`` in its own process group, and once ``ready()`` send ``sig`` to the whole group (as a
+    terminal's Ctrl-C or a kill -9 of the job would); fails if it ends before it is ready."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    deadline = time.monotonic() + 120
+    while not ready() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, "the run finished before it could be interrupted"
+    os.killpg(process.pid, sig)
+    process.wait(timeout=60)
 
 
 def require_binary(name: str) -> str:

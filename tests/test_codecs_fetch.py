@@ -7,11 +7,9 @@ name them with their own SHA-256 prefix, and $BENCH_COMPRESSAI_URL points at the
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import shutil
 import socket
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ from click.testing import CliRunner
 from bench.catalog import load_catalog
 from bench.cli import cli
 from bench.codec import make_codec
+from tests.conftest import QuietHandler, http_server
 
 torch = pytest.importorskip("torch")
 zoo = pytest.importorskip("compressai.zoo.image")
@@ -30,7 +29,7 @@ ARCHITECTURE = "bmshj2018-hyperprior"
 PUBLISHED = "https://compressai.s3.amazonaws.com/models/v1/"
 
 
-class Handler(http.server.SimpleHTTPRequestHandler):
+class Handler(QuietHandler):
     """Serves the folder, records each path asked for; a path in ``server.truncated`` gets half its bytes."""
 
     def do_GET(self):
@@ -45,23 +44,16 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             return
         super().do_GET()
 
-    def log_message(self, *args):
-        pass
-
 
 @pytest.fixture
 def www(tmp_path, monkeypatch):
     """The server: its folder (files at compressai's paths) and itself; $BENCH_COMPRESSAI_URL points at it."""
     root = tmp_path / "www"
     (root / "models" / "v1").mkdir(parents=True)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: Handler(*a, directory=str(root)))
-    server.requests, server.truncated = [], set()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    monkeypatch.setenv("BENCH_COMPRESSAI_URL", f"http://127.0.0.1:{server.server_address[1]}/")
-    yield root, server
-    server.shutdown()
-    server.server_close()
+    with http_server(root, Handler) as server:
+        server.requests, server.truncated = [], set()
+        monkeypatch.setenv("BENCH_COMPRESSAI_URL", f"http://127.0.0.1:{server.server_address[1]}/")
+        yield root, server
 
 
 @pytest.fixture

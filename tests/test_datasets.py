@@ -6,13 +6,11 @@ BENCH_DATASETS_DIR; the Kodak tests read $BENCH_DATA_DIR/kodak (read-only) throu
 
 from __future__ import annotations
 
-import http.server
 import io
 import shutil
 import socket
 import stat
 import tarfile
-import threading
 import uuid
 import zipfile
 from pathlib import Path
@@ -27,6 +25,7 @@ from bench import fetch
 from bench.cli_datasets import datasets as datasets_cli
 from bench.errors import UserError
 from bench.images import pixel_sha256
+from tests.conftest import QuietHandler, http_server
 
 RNG = np.random.default_rng(1)
 
@@ -68,7 +67,7 @@ def tree(folder: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(folder)): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in folder.rglob("*")}
 
 
-class Handler(http.server.SimpleHTTPRequestHandler):
+class Handler(QuietHandler):
     """Serves the test folder; /truncated/... promises more bytes than it sends."""
 
     def do_GET(self):
@@ -81,21 +80,14 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             return
         super().do_GET()
 
-    def log_message(self, *args):
-        pass
-
 
 @pytest.fixture
 def www(tmp_path):
     """(folder served, base URL) of a local HTTP server."""
     root = tmp_path / "www"
     root.mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: Handler(*a, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with http_server(root, Handler) as server:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
 
 
 @pytest.fixture

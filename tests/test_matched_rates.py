@@ -4,12 +4,9 @@ fresh encodes by the real codecs; resume, determinism, the cache and clear refus
 from __future__ import annotations
 
 import math
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +19,7 @@ from bench.catalog import load_catalog
 from bench.cli import cli
 from bench.codec import codec_for, knob, open_codec
 from bench.images import load_image
+from tests.conftest import interrupt_when
 
 IN_PROCESS = "jpeg,webp,jxl,avif,heic,jp2,lic"
 TOLERANCE = 0.01
@@ -247,15 +245,7 @@ def test_a_search_killed_midway_resumes_without_encoding_a_probe_twice(tmp_path)
     assert invoke("run", *SEARCH, "--jobs", "1", "--out", str(whole)).exit_code == 0
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "bench.cli", "run", *SEARCH, "--jobs", "2", "--out", str(out)]
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
-    deadline = time.monotonic() + 120
-    while _probes(out) < 10 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert process.poll() is None, "the run finished before it could be interrupted"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=60)
+    interrupt_when(command, lambda: _probes(out) >= 10)
     recorded = _probes(out)
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     assert resumed.returncode == 0, resumed.stderr

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ from skimage import data
 import bench
 from bench.cli import cli
 from bench.store import columns
+from tests.conftest import interrupt_when
 
 TWO_JPEG_POINTS = ("--qualities", "jpeg=30,80")
 
@@ -261,17 +260,7 @@ def test_killed_run_resumes_with_every_task_exactly_once(sig, tmp_path):
         "--out",
         str(out),
     ]
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
-    deadline = time.monotonic() + 120
-    while _stored(out) < 5 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert process.poll() is None, "the run finished before it could be interrupted"
-    os.killpg(
-        process.pid, sig
-    )  # the whole process group, as a terminal's Ctrl-C or a kill -9 of the job would
-    process.wait(timeout=60)
+    interrupt_when(command, lambda: _stored(out) >= 5, sig)
     before = pd.read_sql_query("SELECT * FROM results", sqlite3.connect(out / "results.sqlite"))
     assert 0 < len(before)
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
