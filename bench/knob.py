@@ -40,3 +40,9 @@ class Knob:
     def discrete(self) -> bool:
         """Integer and ladder knobs take whole values only."""
         return self.domain != "continuous"
+
+    @property
+    def rate_ends(self) -> tuple[float, float]:
+        """The knob values that give the lowest and the highest rate (whole values when discrete)."""
+        low, high = (math.ceil(self.low), math.floor(self.high)) if self.discrete else (self.low, self.high)
+        return (low, high) if self.rate_rises else (high, low)

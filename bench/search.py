@@ -77,8 +77,7 @@ class _Axis:
     def __init__(self, knob: Knob, sweep: Sequence[float]) -> None:
         self.knob = knob
         self.sign = 1.0 if knob.rate_rises else -1.0
-        low, high = (math.ceil(knob.low), math.floor(knob.high)) if knob.discrete else (knob.low, knob.high)
-        self.lowest_rate, self.highest_rate = (low, high) if knob.rate_rises else (high, low)  # knob values
+        self.lowest_rate, self.highest_rate = knob.rate_ends  # knob values
         self.u_min, self.u_max = self.u(self.lowest_rate), self.u(self.highest_rate)
         self.step = 1.0 if knob.discrete else knob.resolution
         swept = sorted(self.u(min(max(x, knob.low), knob.high)) for x in sweep)

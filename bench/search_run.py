@@ -56,8 +56,7 @@ def goal(target: Target, tolerance: float) -> Goal:
 def out_of_reach_quality(knob: Knob, target: Target) -> float:
     """The quality an unreachable target's row names: the knob's end the search could not pass (its
     lowest rate for a rate or budget target, its highest for an equal-quality one)."""
-    lowest_rate = knob.low if knob.rate_rises else knob.high
-    highest_rate = knob.high if knob.rate_rises else knob.low
+    lowest_rate, highest_rate = knob.rate_ends
     return highest_rate if target.kind == QUALITY else lowest_rate
 
 
