@@ -476,7 +476,7 @@ def _pending(
     (or hold an older version of one) are rescored from their kept bitstream (in ``kept``, counted by a
     ``progress`` bar of their own), else run again; the cache's rows are taken the same way (their
     bitstreams in ``cached_bitstreams``)."""
-    stored = {row_key(row): row for row in store.frame().to_dict("records")} if planned else {}
+    stored = {row_key(row): row for row in store.rows([task.key for task in planned])}
     rescorer = _rescorer(plan)
     fresh: dict[TaskKey, Task] = {}
     stale: list[tuple[Task, dict[str, Any], list[str]]] = []
