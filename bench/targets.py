@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from bench.errors import UserError
 
 RATE, QUALITY, BUDGET = "rate", "quality", "budget"  # the three kinds of search
-KINDS = (RATE, QUALITY, BUDGET)
 
 
 @dataclass(frozen=True)
