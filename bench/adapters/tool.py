@@ -68,6 +68,12 @@ def _wait(process: subprocess.Popen, timeout: float) -> int:
     return process.wait()
 
 
+def _capped(argv: list[str], prlimit: str | None, limit: int) -> list[str]:
+    """``argv`` started with RLIMIT_FSIZE at ``limit`` before it runs, through util-linux's ``prlimit``
+    where it is installed (set after the start, a tool wrote 1.25 MiB under a 1 MiB limit in CI)."""
+    return [prlimit, f"--fsize={limit}:{limit}", "--", *argv] if prlimit else argv
+
+
 def _size(count: int) -> str:
     return f"{count >> 30} GiB" if count >= 1 << 30 else f"{count >> 20} MiB"
 
@@ -95,10 +101,15 @@ def run_tool(
     if program is None:
         raise ToolError(f"{name} could not be started: not found, or not an executable file")
     lifeline.adopt_orphans()
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    limit = (
+        max_file_bytes if hard == resource.RLIM_INFINITY else min(max_file_bytes, hard)
+    )  # never above ours
+    prlimit = shutil.which("prlimit")
     with open(folder / "stdout.txt", "wb") as stdout, open(folder / "stderr.txt", "wb") as stderr:
         try:
             process = subprocess.Popen(
-                lifeline.dying_with_parent([program, *argv[1:]]),
+                _capped(lifeline.dying_with_parent([program, *argv[1:]]), prlimit, limit),
                 cwd=folder,
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
@@ -108,10 +119,9 @@ def run_tool(
             )
         except OSError as exc:
             raise ToolError(f"{name} could not be started: {exc}") from None
-        with contextlib.suppress(ProcessLookupError, AttributeError):  # ended already; no prlimit
-            hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
-            limit = max_file_bytes if hard == resource.RLIM_INFINITY else min(max_file_bytes, hard)
-            resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (limit, limit))  # never above ours
+        if prlimit is None:  # set once it runs: it may have written past the limit by then
+            with contextlib.suppress(ProcessLookupError, AttributeError):  # ended already; no prlimit
+                resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (limit, limit))
         try:
             status = _wait(process, timeout)
         except subprocess.TimeoutExpired:
