@@ -16,18 +16,18 @@ import os
 import re
 import tempfile
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.adapters.programs import PROGRAMS, check_program, missing, resolved
 from bench.adapters.subprocess_codec import (
     DEFAULT_TIMEOUT,
     DEFAULT_VERSION_PATTERN,
     VERSION_TIMEOUT,
     argv_template,
-    executable,
     image_format,
     placeholders,
     version_in,
@@ -38,7 +38,6 @@ from bench.errors import UserError
 from bench.measure_types import HIGHER, LOWER, Metric, MetricUndefined
 from bench.quoting import one_line
 from bench.resources import metrics_dir
-from bench.tool_metrics import ffmpeg
 
 REQUIRED = ("name", "label", "doc", "direction", "command", "format", "read", "version")
 KEYS = REQUIRED + ("unit", "groups", "cost", "ceiling", "version_pattern", "timeout", "install")
@@ -47,10 +46,6 @@ SOURCES = ("stdout", "stderr", "output")
 COSTS = ("cheap", "moderate", "expensive")
 NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")  # a metric's name is also a column of the store
 FILE_LIMIT_BYTES = 64 << 20  # the largest file a metric tool may write: stdout, stderr, its output file
-
-
-# Programs named by a placeholder: the placeholder, how to find the program, the Python module it needs.
-PROGRAMS: dict[str, tuple[Callable[[], str], str]] = {"{ffmpeg}": (ffmpeg, "imageio_ffmpeg")}
 
 
 def _string(data: dict[str, Any], key: str, default: str | None = None, empty: bool = False) -> str:
@@ -67,13 +62,6 @@ def _number(data: dict[str, Any], key: str, default: float | None = None) -> flo
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"{key} must be a finite number, got {value!r}")
     return float(value)
-
-
-def _check_program(key: str, template: tuple[str, ...]) -> None:
-    program = template[0]
-    if program not in PROGRAMS and placeholders(template[:1]):
-        known = ", ".join(PROGRAMS)
-        raise ValueError(f"the program of {key} ({program!r}) cannot hold a placeholder other than {known}")
 
 
 class MetricTool:
@@ -165,7 +153,7 @@ class MetricTool:
                 raise ValueError(f"read.json {read['json']!r} is not a dotted key path (a.b.0)")
 
     def _check_templates(self) -> None:
-        _check_program("command", self.command)
+        check_program("command", self.command[0])
         used = placeholders(self.command[1:])
         unknown = sorted(used - FIELDS)
         if unknown:
@@ -177,7 +165,7 @@ class MetricTool:
             raise ValueError("command must pass both {reference} and {distorted}")
         if self.source == "output" and "output" not in used:
             raise ValueError('read.source = "output" needs {output} in the command')
-        _check_program("version", self.version_command)
+        check_program("version", self.version_command[0])
         if placeholders(self.version_command[1:]):
             raise ValueError("the version command takes no placeholder after its program")
 
@@ -198,22 +186,13 @@ class MetricTool:
     def _programs(self) -> list[str]:
         return list(dict.fromkeys((self.command[0], self.version_command[0])))
 
-    @staticmethod
-    def _resolved(program: str) -> str:
-        return PROGRAMS[program][0]() if program in PROGRAMS else executable(program) or program
-
     def probe(self) -> str | None:
         """Why the metric cannot run here (a missing program, a version command that does not run), or
         None."""
         for program in self._programs():
-            try:
-                path = self._resolved(program)
-            except ToolError as exc:  # imageio-ffmpeg finds no ffmpeg
-                return one_line(f"it needs {program}, which is not found: {exc}")
-            if executable(path) is None:
-                shown = program if path == program else f"{program} ({path})"
-                where = "not an executable file" if os.sep in path else "not found on PATH"
-                return one_line(f"it needs {shown}, which is {where}: {self.install}")
+            reason = missing(program, self.install)
+            if reason:
+                return one_line(reason)
         try:
             self.version()
         except ToolError as exc:
@@ -224,7 +203,7 @@ class MetricTool:
         """The version command's first match of ``version_pattern`` (group 1 if it has one), run once per
         process."""
         if self._version is None:
-            argv = [self._resolved(self.version_command[0])] + [e.format() for e in self.version_command[1:]]
+            argv = [resolved(self.version_command[0])] + [e.format() for e in self.version_command[1:]]
             with tempfile.TemporaryDirectory(prefix=f"bench-{self.name}-") as folder:
                 text = tool_output(argv, Path(folder), VERSION_TIMEOUT)
             self._version = version_in(text, self.version_pattern)
@@ -241,7 +220,7 @@ class MetricTool:
             write_image(files["distorted"], distorted, self.image, self.yuv)
             output = folder / ("output.json" if self.json_path else "output.txt")
             fields = files | {"output": output, "width": width, "height": height}
-            argv = [self._resolved(self.command[0])] + [e.format(**fields) for e in self.command[1:]]
+            argv = [resolved(self.command[0])] + [e.format(**fields) for e in self.command[1:]]
             tool = os.path.basename(argv[0])
             try:
                 run_tool(argv, folder, self.timeout, max_file_bytes=FILE_LIMIT_BYTES)

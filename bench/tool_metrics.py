@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.adapters.programs import ffmpeg
 from bench.adapters.tool import ToolError, output_tail, run_tool, tool_output
 from bench.adapters.yuv import YuvFormat, rgb_to_planes
 from bench.measure_types import check_rgb_pair
@@ -121,16 +122,6 @@ def libjxl_version() -> str:
         if found:
             return f"libjxl-{found[1]}"
     return "unknown"
-
-
-def ffmpeg() -> str:
-    """imageio-ffmpeg's ffmpeg (or the one IMAGEIO_FFMPEG_EXE names); ToolError when there is none."""
-    import imageio_ffmpeg
-
-    try:
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except RuntimeError as exc:
-        raise ToolError(f"imageio-ffmpeg finds no ffmpeg: {exc}") from None
 
 
 def vmaf_of_planes(

@@ -164,7 +164,7 @@ def test_missing_program_makes_the_codec_unavailable_with_an_install_hint(tmp_pa
     codec = tool_codec(
         ["no-such-codec-tool", "{input}", "{output}"], ["djpeg"], install="apt-get install nct"
     )
-    assert codec.available() == "no-such-codec-tool is not found on PATH: apt-get install nct"
+    assert codec.available() == "it needs no-such-codec-tool, which is not found on PATH: apt-get install nct"
     codec = tool_codec([str(tmp_path / "absent" / "enc"), "{input}", "{output}"], ["djpeg"])
     assert "is not an executable file" in codec.available()
     catalog = tmp_path / "catalog"
@@ -175,7 +175,8 @@ def test_missing_program_makes_the_codec_unavailable_with_an_install_hint(tmp_pa
     (catalog / "cjpeg.toml").write_text(text)
     monkeypatch.setenv("BENCH_CATALOG_DIR", str(catalog))
     with pytest.raises(
-        UserError, match="cjpeg is unavailable: cjpeg-x is not found on PATH: apt-get install libjpeg"
+        UserError,
+        match="cjpeg is unavailable: it needs cjpeg-x, which is not found on PATH: apt-get install libjpeg",
     ):
         bench.run("cjpeg", "sample", out=str(tmp_path / "run"))
 
@@ -191,7 +192,7 @@ def test_missing_program_makes_the_codec_unavailable_with_an_install_hint(tmp_pa
         ({"encode": ["enc", "{qualty}", "{output}"]}, r"unknown placeholder\(s\) qualty"),
         ({"encode": ["enc", "{input.name}"]}, "not a plain name"),
         ({"decode": ["dec", "{quality}"]}, r"decode template uses unknown placeholder\(s\) quality"),
-        ({"encode": ["{input}", "x"]}, "cannot hold a placeholder"),
+        ({"encode": ["{input}", "x"]}, "cannot hold a placeholder other than"),
         ({"encode": "cjpeg {input}"}, "must be a non-empty list of strings"),
         ({"timeout": 0}, "must be positive"),
         ({"choices": {"effort": {"1": "x"}}}, "choices.effort names no option"),

@@ -93,3 +93,57 @@ def test_raw_yuv_layout_and_size_checks(tmp_path, photo):
     path.write_bytes(b"\xff\xff" * (2 * 3 * 4))
     with pytest.raises(ValueError, match="above 10 bits"):
         yuv.read_yuv(path, (2, 4), yuv.YuvFormat("bt601", "full", "444", 10))
+
+
+def test_a_10_bit_444_round_trip_returns_every_8_bit_colour_exactly():
+    """10-bit samples are 4x finer than the 8-bit input: with rounding done once each way, every one of the
+    2^24 colours comes back unchanged (the suite's 4:4:4 path costs nothing); at 8 bits many do not."""
+    index = np.arange(1 << 24, dtype=np.uint32)
+    every = np.stack([index >> 16, (index >> 8) & 255, index & 255], axis=-1).astype(np.uint8)
+    every = every.reshape(4096, 4096, 3)
+    fmt = yuv.YuvFormat("bt709", "limited", "444", 10)
+    for rows in np.split(every, 16):  # 1 Mi colours at a time: 1/16 of the memory
+        assert np.array_equal(yuv.planes_to_rgb(yuv.rgb_to_planes(rows, fmt), fmt), rows)
+    fmt8 = yuv.YuvFormat("bt709", "limited", "444", 8)
+    assert (yuv.planes_to_rgb(yuv.rgb_to_planes(every[:256], fmt8), fmt8) != every[:256]).any(-1).mean() > 0.3
+
+
+def test_10_bit_420_against_bt709s_published_matrix_by_hand(photo):
+    """Y from BT.709's published coefficients at 10-bit limited range (876 Y + 64); each chroma sample the
+    unrounded mean of its 2x2 block's chroma (896 C + 512), rounded once; odd edges repeat their last row
+    or column. Written out here, independently of the module's Kr/Kb derivation."""
+    image = photo[:7, :9]  # odd both ways
+    fmt = yuv.YuvFormat("bt709", "limited", "420", 10)
+    y, cb, cr = yuv.rgb_to_planes(image, fmt)
+    r, g, b = (image[..., i].astype(np.float64) / 255 for i in range(3))
+    luma = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    blue = -0.114572 * r - 0.385428 * g + 0.5 * b  # BT.709-6, table 3, rounded to 6 digits
+    red = 0.5 * r - 0.454153 * g - 0.045847 * b
+    assert np.abs(y - (876 * luma + 64)).max() <= 0.5 + 1e-3
+    for plane, chroma in ((cb, blue), (cr, red)):
+        assert plane.shape == (4, 5)
+        for row in range(4):
+            for col in range(5):
+                block = chroma[np.ix_([2 * row, min(2 * row + 1, 6)], [2 * col, min(2 * col + 1, 8)])]
+                assert abs(int(plane[row, col]) - (896 * block.mean() + 512)) <= 0.5 + 1e-3
+
+
+def test_420_upsampling_is_the_3_1_filter_in_closed_form():
+    """Grey luma and one chroma step: each output chroma sample is 3/4 of its own block's value and 1/4 of
+    the nearest other block's (edges repeat), so a 2-wide step a|b becomes a, 3a/4 + b/4, a/4 + 3b/4, b."""
+    fmt = yuv.YuvFormat("bt709", "full", "420", 10)
+    a, b = -0.25, 0.25  # Cr of the two blocks, as a fraction of the full chroma range
+    y = np.full((2, 4), 512, dtype=np.uint16)
+    cb = np.full((1, 2), 512, dtype=np.uint16)
+    cr = np.rint(np.array([[a, b]]) * 1023 + 512).astype(np.uint16)
+    rgb = yuv.planes_to_rgb([y, cb, cr], fmt)
+    luma = 512 / 1023
+    decoded = (cr.astype(np.float64)[0] - 512) / 1023
+    expected = [
+        decoded[0],
+        0.75 * decoded[0] + 0.25 * decoded[1],
+        0.25 * decoded[0] + 0.75 * decoded[1],
+        decoded[1],
+    ]
+    red = np.clip(np.rint((luma + 2 * (1 - 0.2126) * np.array(expected)) * 255), 0, 255)
+    assert rgb[..., 0].tolist() == [red.tolist()] * 2

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import string
 import tempfile
 import warnings
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from bench.adapters.programs import check_program, missing, resolved, shown
 from bench.adapters.tool import ToolError, output_tail, run_tool, tool_output
 from bench.adapters.yuv import YuvFormat, read_yuv, write_yuv
 from bench.headers import PARSERS, check_header, check_size
@@ -82,19 +82,14 @@ def write_image(path: Path, image: np.ndarray, kind: str, yuv: YuvFormat | None)
         Image.fromarray(np.ascontiguousarray(image), "RGB").save(path, kind, compress_level=1)
 
 
-def executable(program: str) -> str | None:
-    """The file a program name runs: a path (with a separator) if it is an executable file, else the
-    PATH entry; None when there is none."""
-    if os.sep in program:
-        path = os.path.abspath(os.path.expanduser(program))
-        return path if os.access(path, os.X_OK) and os.path.isfile(path) else None
-    return shutil.which(program)
-
-
 def version_in(text: str, pattern: str) -> str:
-    """The first match of ``pattern`` in a version command's output (group 1 if it has one), whitespace
-    collapsed, or "unknown"."""
+    """The first match of ``pattern`` in a version command's output, whitespace collapsed, or "unknown":
+    its named groups as ``name value`` pairs (``ffmpeg n9.0.2, libvvenc 1.15.0``), else group 1 if it has
+    one, else the whole match."""
     found = re.search(pattern, text)
+    if found and found.re.groupindex:
+        pairs = [(name, found.group(name)) for name in found.re.groupindex]
+        return ", ".join(f"{name} {' '.join((value or 'unknown').split())}" for name, value in pairs)
     value = (found.group(1) if found.re.groups else found.group(0)) if found else None
     return " ".join((value or "unknown").split())
 
@@ -167,9 +162,8 @@ class ToolSpec:
         used: set[str] = set()
         for key in ("encode", "decode"):
             template = getattr(self, key)
-            if placeholders(template[:1]):
-                raise ValueError(f"the program of {key!r} ({template[0]!r}) cannot hold a placeholder")
-            names = placeholders(template)
+            check_program(key, template[0])
+            names = placeholders(template[1:])
             bad = sorted(names - FIELDS[key] - set(options))
             if bad:
                 known = ", ".join(sorted(FIELDS[key] | set(options)))
@@ -208,9 +202,9 @@ class SubprocessCodec:
 
     def available(self) -> str | None:
         for program in self._programs():
-            if executable(program) is None:
-                where = "not an executable file" if os.sep in program else "not found on PATH"
-                return f"{program} is {where}: {self.spec.install}"
+            reason = missing(program, self.spec.install)
+            if reason:
+                return reason
         try:
             self.versions()
         except ToolError as exc:
@@ -224,7 +218,7 @@ class SubprocessCodec:
             for argv in self.spec.version:
                 with self._folder() as folder:
                     text = tool_output(self._command(argv), folder, VERSION_TIMEOUT)
-                versions[os.path.basename(argv[0])] = version_in(text, self.spec.version_pattern)
+                versions[shown(argv[0])] = version_in(text, self.spec.version_pattern)
             self._versions = versions
         return self._versions
 
@@ -239,8 +233,7 @@ class SubprocessCodec:
             key: self.spec.choices[key][str(value)] if key in self.spec.choices else value
             for key, value in self.options.items()
         }
-        program = executable(template[0]) or template[0]
-        return [program] + [element.format(**values, **fields) for element in template[1:]]
+        return [resolved(template[0])] + [element.format(**values, **fields) for element in template[1:]]
 
     def knob(self) -> Knob | None:
         """The quality knob from the entry's quality_range, quality_integer and quality_resolution (a
