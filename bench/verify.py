@@ -70,7 +70,12 @@ def default_variants() -> list[Variant]:
             device="cpu",
         ),
         Variant(
-            "no-onednn", "oneDNN off: PyTorch's own CPU kernels", one, threads=1, onednn=False, device="cpu"
+            "no-onednn",
+            "oneDNN off: PyTorch's own CPU kernels (lic's exact convolutions in float64, not int8 GEMMs)",
+            one | {"BENCH_LIC_GEMM": "float64"},
+            threads=1,
+            onednn=False,
+            device="cpu",
         ),
         Variant(
             "avx2",

@@ -16,10 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from skimage import data
 from torch import nn
+from torch.nn import functional as F
 
 from bench import verify
 from bench.cli import cli
-from bench.lic import bitstream, integer
+from bench.lic import bitstream, exact_gemm, integer
 from bench.lic.codec import LicCodec
 from bench.lic.weights import default_path
 
@@ -63,6 +64,51 @@ def test_integer_conv_is_exact_integer_arithmetic():
     np.testing.assert_array_equal(acc[0].numpy().astype(np.int64), expected)
     bound = np.abs(stage["weight"].numpy().astype(np.int64)).reshape(8, -1).sum(1) * integer.ACT_MAX
     assert (bound + np.abs(stage["bias"].numpy()) < integer.EXACT).all()
+
+
+@pytest.mark.parametrize(
+    "channels_in, channels_out, height, width",
+    [(7, 20, 9, 11), (12, 3, 6, 5), (1, 1, 3, 4), (64, 17, 13, 8)],
+)
+def test_int8_gemm_convolutions_are_exact_integer_arithmetic(channels_in, channels_out, height, width):
+    """exact_gemm's convolutions (int8 halves, int32 GEMMs) against int64 arithmetic for convolutions and
+    against float64 (exact here: every partial sum below 2**53) for transposed ones, polyphase (more than
+    16 outputs) and folded alike; the extreme values of both operands included."""
+    generator = torch.Generator().manual_seed(channels_in)
+    x = torch.randint(
+        -integer.ACT_MAX, integer.ACT_MAX + 1, (channels_in, height, width), generator=generator
+    )
+    x.view(-1)[:2] = torch.tensor([integer.ACT_MAX, -integer.ACT_MAX])
+    weight = torch.randint(-integer.WEIGHT_MAX, integer.WEIGHT_MAX + 1, (channels_out, channels_in, 3, 3),
+                           generator=generator)  # fmt: skip
+    weight.view(-1)[:2] = torch.tensor([integer.WEIGHT_MAX, -integer.WEIGHT_MAX])
+    hi, lo = exact_gemm.halves(x.double())
+    assert torch.equal(hi.long() * 256 + lo.long(), x - 128)
+    for stride, padding in [(1, 1), (2, 1), (1, 0)]:
+        ours = exact_gemm.Conv.of(weight.double(), stride, padding)(hi, lo)
+        truth = _int64_conv(x.numpy(), weight.numpy(), np.zeros(channels_out, np.int64), stride, padding)
+        np.testing.assert_array_equal(ours.numpy().astype(np.int64), truth)
+    transposed = torch.randint(-integer.WEIGHT_MAX, integer.WEIGHT_MAX + 1, (channels_in, channels_out, 5, 5),
+                               generator=generator)  # fmt: skip
+    for stride, padding, output_padding in [(2, 2, 1), (2, 2, 0), (1, 2, 0), (2, 0, 1)]:
+        ours = exact_gemm.Deconv.of(transposed.double(), stride, padding, output_padding)(hi, lo)
+        truth = F.conv_transpose2d(
+            x[None].double(), transposed.double(), None, stride, padding, output_padding
+        )
+        assert torch.equal(ours, truth[0]), (stride, padding, output_padding)
+
+
+@pytest.mark.parametrize("architecture", ["hyperprior", "factorized"])
+def test_int8_and_float64_routes_decode_to_the_same_pixels(architecture, image, monkeypatch):
+    """The int8 GEMMs (the default on the CPU) and the portable float64 convolutions: same bits."""
+    pixels = {}
+    for route in ("int8", "float64"):
+        monkeypatch.setenv("BENCH_LIC_GEMM", route)
+        codec = LicCodec("lic", {"architecture": architecture})
+        assert ("gemm" in codec._loaded().program["g_s"][0]) == (route == "int8")
+        data = codec.encode(image, 4)
+        pixels[route] = codec.decode(data, image.shape[:2])
+    assert np.array_equal(pixels["int8"], pixels["float64"])
 
 
 @pytest.mark.parametrize("architecture", ["hyperprior", "factorized"])

@@ -20,12 +20,15 @@ integer scale thresholds.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 
 import torch
 from compressai.layers import GDN
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+from bench.lic import exact_gemm
 
 ACT_MAX = 2**15 - 1  # 16-bit signed activations
 WEIGHT_MAX = 2**15 - 1  # 16-bit signed weights
@@ -34,6 +37,8 @@ LEAK_NUMERATOR, LEAK_SHIFT = 41, 12  # LeakyReLU's slope 0.01 as the dyadic 41/4
 MEAN_EXPONENT = 12  # means and latents carry 12 fractional bits
 GAIN_EXPONENT = 14
 HEADROOM = 2.0  # activation ranges are the calibrated maximum times this
+KEYS_2D = ("stride", "padding", "output_padding")
+BAND_ELEMENTS = 1 << 17  # values per band of the element-wise steps on the CPU (1 MiB of float64)
 
 
 class IntegerProgramError(ValueError):
@@ -86,8 +91,12 @@ def _saturate(values: Tensor) -> Tensor:
 
 
 def _linear(stage: dict, x: Tensor) -> Tensor:
-    """The exact integer accumulator of a conv or deconv stage (float64 holding integers)."""
+    """The exact integer accumulator of a conv or deconv stage (float64 holding integers): through the
+    stage's int8 GEMMs where the program has them (bench.lic.exact_gemm), else float64 convolutions."""
     weight, bias = stage["weight"].to(x.device, torch.float64), stage["bias"].to(x.device, torch.float64)
+    if "gemm" in stage and x.device.type == "cpu":
+        products = [stage["gemm"](*exact_gemm.halves(image)) for image in x]
+        return torch.stack(products).add_(bias[None, :, None, None])
     if stage["op"] == "conv":
         return F.conv2d(x, weight, bias, stride=stage["stride"], padding=stage["padding"])
     return F.conv_transpose2d(
@@ -109,12 +118,25 @@ def _leak(values: Tensor) -> Tensor:
 
 
 def _igdn(stage: dict, x: Tensor, in_exponent: int) -> Tensor:
-    gamma = stage["gamma"].to(x.device, torch.float64)[:, :, None, None]
-    norm = F.conv2d(x * x, gamma, stage["beta"].to(x.device, torch.float64))
+    gamma, beta = stage["gamma"].to(x.device, torch.float64), stage["beta"].to(x.device, torch.float64)
+    squares = (x * x).flatten(2)  # a 1 x 1 convolution as one float64 GEMM (BLAS), exact below 2**53
+    norm = torch.matmul(gamma, squares).add_(beta[None, :, None]).reshape(x.shape)
     shift = 2 * stage["root_exponent"] - stage["gamma_exponent"].to(x.device) - 2 * in_exponent
     root = torch.round(torch.sqrt(norm * _channel_shape(_pow2(shift))))
     out = x * root * 2.0 ** (stage["out_exponent"] - in_exponent - stage["root_exponent"])
     return _saturate(out)
+
+
+def _in_bands(x: Tensor, step: Callable[[Tensor], Tensor]) -> Tensor:
+    """``step``, an operation on each pixel's channels, applied to bands of rows of ``x`` on the CPU (so
+    that its intermediate tensors stay in cache: the same values, several times faster), at once elsewhere."""
+    if x.device.type != "cpu":
+        return step(x)
+    out = torch.empty_like(x)
+    rows = max(1, BAND_ELEMENTS // (x.shape[0] * x.shape[1] * x.shape[3]))
+    for top in range(0, x.shape[2], rows):
+        out[:, :, top : top + rows] = step(x[:, :, top : top + rows])
+    return out
 
 
 def run_stages(stages: list[dict], x: Tensor, in_exponent: int) -> tuple[Tensor, Tensor]:
@@ -123,15 +145,20 @@ def run_stages(stages: list[dict], x: Tensor, in_exponent: int) -> tuple[Tensor,
         for index, stage in enumerate(stages):
             last = index == len(stages) - 1
             if stage["op"] == "igdn":
-                x = _igdn(stage, x, in_exponent)
+                x = _in_bands(x, partial(_igdn, stage, in_exponent=in_exponent))
             else:
                 acc = _linear(stage, x)
                 if last:
                     return acc, stage["acc_exponent"]
-                scaled = rescale(acc, stage["acc_exponent"], stage["out_exponent"])
-                x = _saturate(_leak(scaled) if stage["leaky"] else scaled)
+                x = _in_bands(acc, partial(_activation, stage))
             in_exponent = stage["out_exponent"]
     raise IntegerProgramError("an integer program must end with a conv or deconv stage")
+
+
+def _activation(stage: dict, acc: Tensor) -> Tensor:
+    """A conv or deconv stage's accumulator as its 16-bit output: rescaled, leaky where it is, saturated."""
+    scaled = rescale(acc, stage["acc_exponent"], stage["out_exponent"])
+    return _saturate(_leak(scaled) if stage["leaky"] else scaled)
 
 
 def on_device(program: dict, device: str | torch.device) -> dict:
@@ -141,6 +168,30 @@ def on_device(program: dict, device: str | torch.device) -> dict:
     if isinstance(program, list):
         return [on_device(v, device) for v in program]
     return program.to(device, torch.float64) if isinstance(program, Tensor) else program
+
+
+def with_gemms(program: dict) -> dict:
+    """The program (on the CPU) with each conv and deconv stage's int8 GEMM form under ``gemm``: the same
+    accumulators, bit for bit, several times faster (bench.lic.exact_gemm)."""
+    prepared = dict(program)
+    for part in ("h_s", "g_s"):
+        if part in program:
+            prepared[part] = [
+                dict(stage, gemm=_gemm_of(stage)) if _square(stage) else stage for stage in program[part]
+            ]
+    return prepared
+
+
+def _square(stage: dict) -> bool:
+    return stage["op"] != "igdn" and all(len(set(stage.get(key, (0,)))) == 1 for key in KEYS_2D)
+
+
+def _gemm_of(stage: dict) -> exact_gemm.Conv | exact_gemm.Deconv:
+    weight = stage["weight"].to("cpu", torch.float64)
+    (stride, _), (padding, _) = stage["stride"], stage["padding"]
+    if stage["op"] == "conv":
+        return exact_gemm.Conv.of(weight, stride, padding)
+    return exact_gemm.Deconv.of(weight, stride, padding, stage["output_padding"][0])
 
 
 def to_integer(values: Tensor, exponent: int) -> Tensor:

@@ -24,10 +24,11 @@ import torch
 from PIL import Image
 
 from bench import resources
-from bench.lic import integer
+from bench.lic import exact_gemm, integer
 from bench.lic.model import GainedModel, build
 
 WEIGHTS_DIR = resources.lic_weights_dir()
+GEMM_ENV = "BENCH_LIC_GEMM"  # int8 (the default, where torch has int8 GEMMs) or float64: the same bits
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -128,6 +129,8 @@ def load(path: Path, device: str = "cpu", exact: bool = True) -> tuple[GainedMod
                 "`python -m bench.lic.weights --data <training photos> FILE`"
             )
         model.program = integer.on_device(payload["integer"], device)
+        if str(device) == "cpu" and os.environ.get(GEMM_ENV, "int8") == "int8" and exact_gemm.available():
+            model.program = integer.with_gemms(model.program)
     meta = {k: v for k, v in payload.items() if k not in ("state_dict", "integer")}
     return model.to(device).eval(), meta, hashlib.sha256(raw).hexdigest()
 
