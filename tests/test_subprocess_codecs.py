@@ -344,7 +344,7 @@ def test_default_run_leaves_the_command_line_codecs_out():
     from bench.runner import RunRequest, _selected_entries
 
     names = {entry.name for entry in _selected_entries(RunRequest(), [])}
-    assert names.isdisjoint(CLI_CODECS + ["bpg", "bpg420"]) and "jpeg" in names
+    assert names.isdisjoint(CLI_CODECS + ["bpg", "bpg420", "vtm", "vtm420", "hm"]) and "jpeg" in names
 
 
 # --- BPG: only where bpgenc was built (no package offers it) ---------------------------------------
