@@ -71,7 +71,7 @@ def default_variants() -> list[Variant]:
         ),
         Variant(
             "no-onednn",
-            "oneDNN off: PyTorch's own CPU kernels (lic's exact convolutions in float64, not int8 GEMMs)",
+            "oneDNN off: PyTorch's own CPU kernels",  # and lic's exact convolutions in float64
             one | {"BENCH_LIC_GEMM": "float64"},
             threads=1,
             onednn=False,
