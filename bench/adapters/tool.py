@@ -102,9 +102,7 @@ def run_tool(
         raise ToolError(f"{name} could not be started: not found, or not an executable file")
     lifeline.adopt_orphans()
     hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
-    limit = (
-        max_file_bytes if hard == resource.RLIM_INFINITY else min(max_file_bytes, hard)
-    )  # never above ours
+    limit = max_file_bytes if hard == resource.RLIM_INFINITY else min(max_file_bytes, hard)  # not above ours
     prlimit = shutil.which("prlimit")
     with open(folder / "stdout.txt", "wb") as stdout, open(folder / "stderr.txt", "wb") as stderr:
         try:

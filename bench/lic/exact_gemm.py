@@ -6,12 +6,13 @@ for every v in [-32767, 32767]), so one 16 x 16-bit product sum is four int8 GEM
 
     sum w x = 65536 Wh.Xh + 256 (Wh.Xl + Wl.Xh) + Wl.Xl + 128 sum x' + 128 sum w
 
-(x' = x - 128, the last two sums from a row of ones in the GEMM and from the weights). An int8 GEMM's
+(Wh, Wl the halves of w - 128, Xh, Xl those of x' = x - 128; the last two sums from a row of ones in
+the GEMM and from the weights). An int8 GEMM's
 partial sums stay under K 2^14 (2^26 for the programs' largest K, 3200), far inside int32, and the
 parts are combined in float64 below 2^53 (the program's accumulator bound, checked at export), so the
 result is the exact integer whatever the summation order: the same bits as bench.lic.integer's float64
-convolutions, at the speed of the CPU's int8 units (AVX-512 VNNI: about 180 GMAC/s on one core, against
-17 for float64). Transposed convolutions with many output channels run as one stride-1 convolution per
+convolutions, at the speed of the CPU's int8 units (AVX-512 VNNI: about 380 GMAC/s on one core of this
+project's machine, against 22 for float64 GEMMs; scripts/bench-lic-decoder.py). Transposed convolutions with many output channels run as one stride-1 convolution per
 output phase (polyphase); with few (the synthesis' last layer, 3), as a GEMM over the input channels
 followed by col2im, which keeps the GEMM wide.
 """
