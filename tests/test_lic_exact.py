@@ -155,6 +155,23 @@ def test_exact_decoder_stays_within_a_whisker_of_the_float_one(architecture, ima
         assert mse < 10 ** (-45 / 10) * 255**2  # the two decoders agree to better than 45 dB
 
 
+def test_float32_synthesis_decodes_the_exact_encoders_bitstreams(image):
+    """synthesis=float32: the same bitstreams as the exact codec (the option is the decoder's), the exact
+    scale path (the symbols' CRCs are checked on decode), pixels within a whisker of the exact decode."""
+    exact = LicCodec("lic", {})
+    mixed = LicCodec("lic", {"synthesis": "float32"})
+    for level in (0, 7):
+        data = exact.encode(image, level)
+        assert mixed.encode(image, level) == data
+        ours, theirs = mixed.decode(data, image.shape[:2]), exact.decode(data, image.shape[:2])
+        difference = np.abs(ours.astype(int) - theirs)
+        assert 0 < difference.max() <= 3 and np.mean(difference**2) < 10 ** (-45 / 10) * 255**2
+    with pytest.raises(ValueError, match="synthesis=float32 decodes exact bitstreams"):
+        LicCodec("lic", {"synthesis": "float32", "exact": False})
+    with pytest.raises(ValueError, match="synthesis must be one of exact, float32"):
+        LicCodec("lic", {"synthesis": "float16"})
+
+
 def _perturbed(architecture: str, part: str) -> LicCodec:
     """A codec whose exact decoder side is deliberately off: the control that the checks can fail."""
     codec = LicCodec("lic", {"architecture": architecture})

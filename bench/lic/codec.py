@@ -20,7 +20,9 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "device": "cpu",
     "threads": 1,
     "exact": True,  # the integer decoder side (bench.lic.integer): same pixels on every machine
+    "synthesis": "exact",  # float32: with exact, the scale path exact and the synthesis in float (faster)
 }
+SYNTHESES = ("exact", "float32")
 
 
 @contextmanager
@@ -42,7 +44,8 @@ class LicCodec:
     """One lic model; quality is the index into its rate ladder (0 = lowest rate).
 
     With ``exact=false`` the decoder side runs in float32: faster, but a bitstream may decode
-    differently (or fail its checks) on another machine.
+    differently (or fail its checks) on another machine. ``synthesis=float32`` decodes the exact
+    encoder's bitstreams with the scale path exact (they always decode) and the synthesis in float32.
     """
 
     def __init__(self, name: str, options: dict[str, Any]):
@@ -60,6 +63,13 @@ class LicCodec:
         if not isinstance(self.options["exact"], bool):
             raise TypeError(f"{name}: exact must be true or false")
         self.exact = self.options["exact"]
+        self.synthesis = self.options["synthesis"]
+        if self.synthesis not in SYNTHESES:
+            raise ValueError(f"{name}: synthesis must be one of {', '.join(SYNTHESES)}")
+        if self.synthesis == "float32" and not self.exact:
+            raise ValueError(
+                f"{name}: synthesis=float32 decodes exact bitstreams; with exact=false all is float"
+            )
         self._model = None
         self.load_s: float | None = None
 
@@ -110,6 +120,7 @@ class LicCodec:
 
             start = time.perf_counter()
             self._model, self.meta, sha = load(self.weights_path, self.device, self.exact)
+            self._model.float_synthesis = self.synthesis == "float32"
             self._weights_id = bytes.fromhex(sha[:8])
             self.sync()
             self.load_s = time.perf_counter() - start

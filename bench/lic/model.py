@@ -55,7 +55,9 @@ class GainedModel(CompressionModel):
     """Shared parts: the transforms, the per-rate gains on the latent, and the coding steps.
 
     ``program`` (set by bench.lic.weights.load) is the exact integer decoder side; without it the
-    decoder side runs in float, which is faster but may decode differently on another machine.
+    decoder side runs in float, which is faster but may decode differently on another machine. With
+    ``float_synthesis`` the scale path stays exact (every machine decodes the same symbols) and only the
+    synthesis runs in float32 (pixels may differ by a grey level across machines).
     """
 
     architecture = ""
@@ -71,6 +73,7 @@ class GainedModel(CompressionModel):
         self.log_gain = nn.Parameter(start.clone())
         self.log_inverse_gain = nn.Parameter(-start.clone())
         self.program: dict | None = None
+        self.float_synthesis = False
 
     def pad(self, x: Tensor) -> Tensor:
         """Replicate the bottom and right edges up to a multiple of ``downsampling``."""
@@ -92,7 +95,7 @@ class GainedModel(CompressionModel):
 
     def synthesis(self, symbols: Tensor, means: Tensor, level: int) -> Tensor:
         """8-bit pixels (B x 3 x H x W) from the latent symbols and their means."""
-        if self.program is None:
+        if self.program is None or self.float_synthesis:
             _, inverse = self.gains(torch.tensor([level], device=symbols.device))
             x_hat = self.g_s(((symbols + means) * inverse).float()).clamp(0, 1)
             return torch.round(x_hat * 255).to(torch.uint8)
