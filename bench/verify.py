@@ -71,8 +71,8 @@ def default_variants() -> list[Variant]:
         ),
         Variant(
             "no-onednn",
-            "oneDNN off: PyTorch's own CPU kernels",  # and lic's exact convolutions in float64
-            one | {"BENCH_LIC_GEMM": "float64"},
+            "oneDNN off: PyTorch's own CPU kernels",  # lic's exact convolutions then in float64
+            one,
             threads=1,
             onednn=False,
             device="cpu",

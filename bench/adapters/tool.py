@@ -10,6 +10,7 @@ its process group; the tool itself dies with the thread that started it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import resource
 import select
@@ -68,9 +69,15 @@ def _wait(process: subprocess.Popen, timeout: float) -> int:
     return process.wait()
 
 
-def _capped(argv: list[str], prlimit: str | None, limit: int) -> list[str]:
+@functools.cache
+def _prlimit() -> str | None:
+    return shutil.which("prlimit")
+
+
+def _capped(argv: list[str], limit: int) -> list[str]:
     """``argv`` started with RLIMIT_FSIZE at ``limit`` before it runs, through util-linux's ``prlimit``
     where it is installed (set after the start, a tool wrote 1.25 MiB under a 1 MiB limit in CI)."""
+    prlimit = _prlimit()
     return [prlimit, f"--fsize={limit}:{limit}", "--", *argv] if prlimit else argv
 
 
@@ -103,11 +110,10 @@ def run_tool(
     lifeline.adopt_orphans()
     hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
     limit = max_file_bytes if hard == resource.RLIM_INFINITY else min(max_file_bytes, hard)  # not above ours
-    prlimit = shutil.which("prlimit")
     with open(folder / "stdout.txt", "wb") as stdout, open(folder / "stderr.txt", "wb") as stderr:
         try:
             process = subprocess.Popen(
-                _capped(lifeline.dying_with_parent([program, *argv[1:]]), prlimit, limit),
+                _capped(lifeline.dying_with_parent([program, *argv[1:]]), limit),
                 cwd=folder,
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
@@ -117,7 +123,7 @@ def run_tool(
             )
         except OSError as exc:
             raise ToolError(f"{name} could not be started: {exc}") from None
-        if prlimit is None:  # set once it runs: it may have written past the limit by then
+        if _prlimit() is None:  # set once it runs: it may have written past the limit by then
             with contextlib.suppress(ProcessLookupError, AttributeError):  # ended already; no prlimit
                 resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (limit, limit))
         try:

@@ -42,35 +42,31 @@ def halves(values: Tensor) -> tuple[Tensor, Tensor]:
 @dataclass(frozen=True)
 class Gemm:
     """A weight matrix (M x K integers) ready for exact products: its int8 halves stacked with a row of
-    ones, (2M + 1) x K, and its row sums."""
+    ones, (2M + 1) x K, and 128 times its row sums (M x 1), the formula's last term."""
 
     stack: Tensor
-    row_sums: Tensor
+    row_offsets: Tensor
 
     @classmethod
     def of(cls, weight: Tensor) -> Gemm:
         hi, lo = halves(weight)
         ones = torch.ones(1, weight.shape[1], dtype=torch.int8)
-        return cls(torch.cat([hi, lo, ones]).contiguous(), weight.double().sum(1))
+        return cls(torch.cat([hi, lo, ones]).contiguous(), weight.double().sum(1, keepdim=True) * 128)
 
-    def band_columns(self, width: int) -> int:
+    def band_columns(self) -> int:
         """How many GEMM columns one band takes: its int32 products stay near BAND_BYTES."""
         return max(64, BAND_BYTES // (8 * self.stack.shape[0]))
 
     def times(self, x_hi: Tensor, x_lo: Tensor, out: Tensor) -> Tensor:
         """``out`` (float64, M x N) set to the exact product with the K x N matrix whose halves are
         ``x_hi`` and ``x_lo``."""
-        rows, n = self.row_sums.shape[0], x_hi.shape[1]
+        rows, n = self.row_offsets.shape[0], x_hi.shape[1]
         product = torch._int_mm(self.stack, torch.cat([x_hi, x_lo], dim=1))
         hh, hl = product[:rows, :n], product[:rows, n:]
         lh, ll = product[rows : 2 * rows, :n], product[rows : 2 * rows, n:]
         column_sums = product[-1, :n].double().mul_(256).add_(product[-1, n:]).mul_(128)
         out.copy_(hh).mul_(256).add_(hl.add_(lh)).mul_(256).add_(ll)
-        return out.add_(column_sums[None, :]).add_(self.scaled_row_sums)
-
-    @property
-    def scaled_row_sums(self) -> Tensor:
-        return self.row_sums[:, None] * 128
+        return out.add_(column_sums[None, :]).add_(self.row_offsets)
 
 
 def _columns(plane: Tensor, rows: int, cols: int, stride: int = 1) -> Tensor:
@@ -109,7 +105,7 @@ class Conv:
         height = (hi.shape[1] - rows) // self.stride + 1
         width = (hi.shape[2] - cols) // self.stride + 1
         result = torch.empty(out, height, width, dtype=torch.float64)
-        band = max(1, self.gemm.band_columns(width) // width)
+        band = max(1, self.gemm.band_columns() // width)
         for top in range(0, height, band):
             bottom = min(top + band, height)
             first, last = top * self.stride, (bottom - 1) * self.stride + rows
@@ -152,7 +148,7 @@ class Deconv:
         full_height, full_width = (height - 1) * s + rows, (width - 1) * s + cols
         if self.folded is not None:
             full = torch.zeros(out, full_height, full_width, dtype=torch.float64)
-            band = max(1, self.folded.band_columns(width) // width)
+            band = max(1, self.folded.band_columns() // width)
             columns = torch.empty(out * rows * cols, band * width, dtype=torch.float64)
             for top in range(0, height, band):
                 bottom = min(top + band, height)

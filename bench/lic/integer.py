@@ -93,10 +93,11 @@ def _saturate(values: Tensor) -> Tensor:
 def _linear(stage: dict, x: Tensor) -> Tensor:
     """The exact integer accumulator of a conv or deconv stage (float64 holding integers): through the
     stage's int8 GEMMs where the program has them (bench.lic.exact_gemm), else float64 convolutions."""
-    weight, bias = stage["weight"].to(x.device, torch.float64), stage["bias"].to(x.device, torch.float64)
+    bias = stage["bias"].to(x.device, torch.float64)
     if "gemm" in stage and x.device.type == "cpu":
         products = [stage["gemm"](*exact_gemm.halves(image)) for image in x]
         return torch.stack(products).add_(bias[None, :, None, None])
+    weight = stage["weight"].to(x.device, torch.float64)
     if stage["op"] == "conv":
         return F.conv2d(x, weight, bias, stride=stage["stride"], padding=stage["padding"])
     return F.conv_transpose2d(
