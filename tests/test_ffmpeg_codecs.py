@@ -19,20 +19,11 @@ from bench.catalog import load_catalog
 from bench.codec import make_codec
 from bench.metrics import psnr_rgb
 from tests.conftest import skip_or_fail
+from tests.test_subprocess_codecs import catalog_codec
 
 REPO = Path(__file__).resolve().parents[1]
 CATALOG = load_catalog(REPO / "codecs")
 FFMPEG_CODECS = ["vvc", "svtav1", "x265-10bit-444", "kvazaar"]
-
-
-def ffmpeg_codec(name: str, **options) -> SubprocessCodec:
-    """A catalog entry's codec, which must be available (else skipped, or failed under CI)."""
-    entry = CATALOG[name].with_options(options)
-    codec = make_codec(entry.name, entry.adapter, entry.options, entry.extra)
-    reason = codec.available()
-    if reason:
-        skip_or_fail(f"{name} is unavailable: {reason}")
-    return codec
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +49,7 @@ def yuv_planes(path: Path, codec: SubprocessCodec, shape: tuple[int, int]) -> li
 
 @pytest.mark.parametrize("name", FFMPEG_CODECS)
 def test_round_trips_with_rate_falling_and_quality_rising_along_the_knob(name, crop):
-    codec = ffmpeg_codec(name)
+    codec = catalog_codec(name)
     qps = {"vvc": [44, 34, 24], "svtav1": [56, 38, 20]}.get(name, [44, 34, 24])
     rates, quality = [], []
     for qp in qps:
@@ -73,7 +64,7 @@ def test_round_trips_with_rate_falling_and_quality_rising_along_the_knob(name, c
 
 
 def test_vvc_decodes_to_the_same_pixels_twice_and_with_one_or_two_threads(crop):
-    one, two = ffmpeg_codec("vvc"), ffmpeg_codec("vvc", threads=2)
+    one, two = catalog_codec("vvc"), catalog_codec("vvc", threads=2)
     data = one.encode(crop, 30)
     assert two.encode(crop, 30) == data  # the bitstream does not depend on the threads either
     first = one.decode(data, crop.shape[:2])
@@ -86,7 +77,7 @@ def test_vvc_against_its_own_yuv_input_and_what_420_costs_by_itself(crop, tmp_pa
     """Measured on the 10-bit planes the harness wrote, VVenC at QP 4 is near-transparent (Y above 50 dB): ffmpeg
     converts nothing between the harness and the codec. Back in RGB the same decode is capped by 4:2:0 itself:
     within 1.5 dB of the codec-free 4:2:0 round trip (under 50 dB), where the 4:4:4 one is exact."""
-    codec = ffmpeg_codec("vvc")
+    codec = catalog_codec("vvc")
     fmt = codec.spec.yuv
     source, bitstream, decoded = tmp_path / "in.yuv", tmp_path / "s.266", tmp_path / "out.yuv"
     yuv.write_yuv(source, crop, fmt)
@@ -108,7 +99,7 @@ def test_vvc_against_its_own_yuv_input_and_what_420_costs_by_itself(crop, tmp_pa
 def test_truncated_bitstreams_are_errors_not_pictures(name, crop):
     """VVC and AV1 (ffmpeg's decoders, errors made fatal). ffmpeg's HEVC decoder, like libde265, conceals a
     slice cut short without any error: the x265-10bit-444 and kvazaar descriptions say so."""
-    codec = ffmpeg_codec(name)
+    codec = catalog_codec(name)
     data = codec.encode(crop, 30)
     for size in (len(data) // 2, len(data) * 3 // 4, 60):
         with pytest.raises(ToolError, match="exited with status"):
@@ -121,7 +112,7 @@ def test_truncated_bitstreams_are_errors_not_pictures(name, crop):
 )
 def test_a_second_decoder_gives_the_same_pixels(name, decoder, crop, tmp_path):
     """HEVC: libde265 (Debian's dec265) against ffmpeg's own decoder; AV1: libaom against dav1d."""
-    codec = ffmpeg_codec(name)
+    codec = catalog_codec(name)
     data = codec.encode(crop, 30)
     ours = codec.decode(data, crop.shape[:2])
     stream, out = tmp_path / f"s.{codec.spec.bitstream}", tmp_path / "out.yuv"
@@ -140,7 +131,7 @@ def test_a_second_decoder_gives_the_same_pixels(name, decoder, crop, tmp_path):
 
 
 def test_versions_name_ffmpeg_and_the_encoder_library():
-    versions = {name: ffmpeg_codec(name).versions()["ffmpeg"] for name in FFMPEG_CODECS}
+    versions = {name: catalog_codec(name).versions()["ffmpeg"] for name in FFMPEG_CODECS}
     library = {"vvc": "libvvenc", "svtav1": "svtav1", "x265-10bit-444": "x265", "kvazaar": "kvazaar"}
     for name, text in versions.items():
         parts = dict(part.split(" ", 1) for part in text.split(", "))
@@ -157,7 +148,7 @@ def test_named_groups_of_a_version_pattern_are_all_recorded():
 
 
 def test_the_ffmpeg_placeholder_names_the_wheels_binary_and_only_it(monkeypatch, tmp_path):
-    codec = ffmpeg_codec("vvc")
+    codec = catalog_codec("vvc")
     argv = codec._command(codec.spec.decode, input="a", output="b", width=1, height=1)
     assert argv[0] == programs.ffmpeg() and Path(argv[0]).is_file()
     entry = CATALOG["vvc"]

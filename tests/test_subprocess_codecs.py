@@ -23,14 +23,14 @@ from PIL import Image
 from skimage import data
 
 import bench
-from bench.adapters import yuv
+from bench.adapters import programs, yuv
 from bench.adapters.subprocess_codec import SubprocessCodec
 from bench.adapters.tool import ToolError
 from bench.catalog import CatalogEntry, config_hash, load_catalog
 from bench.codec import make_codec
 from bench.errors import UserError
 from bench.metrics import psnr_rgb
-from tests.conftest import plugin_package, require_binary
+from tests.conftest import plugin_package, require_binary, skip_or_fail
 from tests.test_yuv import kodak_images
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,11 +40,14 @@ CATALOG = load_catalog(REPO / "codecs")
 
 
 def catalog_codec(name: str, **options) -> SubprocessCodec:
-    """A catalog entry's codec; its programs must be on PATH (else skipped, or failed under CI)."""
+    """A catalog entry's codec; its programs must be found, on PATH or named (``{ffmpeg}``: the wheel's),
+    else skipped, or failed under CI."""
     entry = CATALOG[name].with_options(options)
     codec = make_codec(entry.name, entry.adapter, entry.options, entry.extra)
     for program in codec._programs():
-        require_binary(program)
+        reason = programs.missing(program, entry.extra.get("install", ""))
+        if reason:
+            skip_or_fail(f"{name}: {reason}")
     assert codec.available() is None
     return codec
 
