@@ -82,20 +82,24 @@ def test_int8_gemm_convolutions_are_exact_integer_arithmetic(channels_in, channe
     weight = torch.randint(-integer.WEIGHT_MAX, integer.WEIGHT_MAX + 1, (channels_out, channels_in, 3, 3),
                            generator=generator)  # fmt: skip
     weight.view(-1)[:2] = torch.tensor([integer.WEIGHT_MAX, -integer.WEIGHT_MAX])
-    hi, lo = exact_gemm.halves(x.double())
-    assert torch.equal(hi.long() * 256 + lo.long(), x - 128)
-    for stride, padding in [(1, 1), (2, 1), (1, 0)]:
-        ours = exact_gemm.Conv.of(weight.double(), stride, padding)(hi, lo)
-        truth = _int64_conv(x.numpy(), weight.numpy(), np.zeros(channels_out, np.int64), stride, padding)
+    halves = exact_gemm.plane(x.double(), 2)
+    assert torch.equal(halves[0, :, 2:-3, 2:-2].long() * 256 + halves[1, :, 2:-3, 2:-2].long(), x - 128)
+    assert (halves[0, :, -3:] == 0).all() and (halves[1, :, :2] == -128).all()
+    bias = torch.randint(-(2**40), 2**40, (channels_out,), generator=generator)
+    for padding in (1, 0, 2):
+        ours = exact_gemm.Conv.of(weight.double(), bias.double(), padding)(x.double())
+        truth = _int64_conv(x.numpy(), weight.numpy(), bias.numpy(), 1, padding)
         np.testing.assert_array_equal(ours.numpy().astype(np.int64), truth)
     transposed = torch.randint(-integer.WEIGHT_MAX, integer.WEIGHT_MAX + 1, (channels_in, channels_out, 5, 5),
                                generator=generator)  # fmt: skip
-    for stride, padding, output_padding in [(2, 2, 1), (2, 2, 0), (1, 2, 0), (2, 0, 1)]:
-        ours = exact_gemm.Deconv.of(transposed.double(), stride, padding, output_padding)(hi, lo)
+    for stride, padding, output_padding in [(2, 2, 1), (2, 2, 0), (1, 2, 0), (3, 2, 2), (2, 0, 0)]:
+        deconv = exact_gemm.Deconv.of(transposed.double(), bias.double(), stride, padding, output_padding)
         truth = F.conv_transpose2d(
-            x[None].double(), transposed.double(), None, stride, padding, output_padding
+            x[None].double(), transposed.double(), bias.double(), stride, padding, output_padding
         )
-        assert torch.equal(ours, truth[0]), (stride, padding, output_padding)
+        assert torch.equal(deconv(x.double()), truth[0]), (stride, padding, output_padding)
+    with pytest.raises(ValueError, match="output padding"):
+        exact_gemm.Deconv.of(transposed.double(), bias.double(), 2, 0, 1)
 
 
 @pytest.mark.parametrize("architecture", ["hyperprior", "factorized"])
@@ -179,9 +183,9 @@ def _perturbed(architecture: str, part: str) -> LicCodec:
     if part == "scales":
         program["thresholds"] = program["thresholds"] + 2**10  # every scale index shifts
     else:
-        program["g_s"][-1]["bias"] = (
-            program["g_s"][-1]["bias"] + 2.0 ** program["g_s"][-1]["acc_exponent"] / 64
-        )
+        last = program["g_s"][-1]
+        last.pop("gemm", None)  # its int8 form holds the bias it was built with
+        last["bias"] = last["bias"] + 2.0 ** last["acc_exponent"] / 64
     return codec
 
 

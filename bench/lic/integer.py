@@ -90,76 +90,102 @@ def _saturate(values: Tensor) -> Tensor:
     return torch.clamp(torch.round(values), -ACT_MAX, ACT_MAX)
 
 
-def _linear(stage: dict, x: Tensor) -> Tensor:
-    """The exact integer accumulator of a conv or deconv stage (float64 holding integers): through the
-    stage's int8 GEMMs where the program has them (bench.lic.exact_gemm), else float64 convolutions."""
-    bias = stage["bias"].to(x.device, torch.float64)
+def _linear(stage: dict, x: Tensor, finish: exact_gemm.Finish | None = None) -> Tensor:
+    """The exact integer accumulator plus bias of a conv or deconv stage (float64 holding integers),
+    ``finish`` applied in place to each image's channels x values: through the stage's int8 GEMMs where
+    the program has them (bench.lic.exact_gemm), else float64 convolutions."""
     if "gemm" in stage and x.device.type == "cpu":
-        products = [stage["gemm"](*exact_gemm.halves(image)) for image in x]
-        return torch.stack(products).add_(bias[None, :, None, None])
-    weight = stage["weight"].to(x.device, torch.float64)
+        return torch.stack([stage["gemm"](image, finish) for image in x])
+    bias, weight = stage["bias"].to(x.device, torch.float64), stage["weight"].to(x.device, torch.float64)
     if stage["op"] == "conv":
-        return F.conv2d(x, weight, bias, stride=stage["stride"], padding=stage["padding"])
-    return F.conv_transpose2d(
-        x,
-        weight,
-        bias,
-        stride=stage["stride"],
-        padding=stage["padding"],
-        output_padding=stage["output_padding"],
-    )
+        acc = F.conv2d(x, weight, bias, stride=stage["stride"], padding=stage["padding"])
+    else:
+        acc = F.conv_transpose2d(
+            x,
+            weight,
+            bias,
+            stride=stage["stride"],
+            padding=stage["padding"],
+            output_padding=stage["output_padding"],
+        )
+    if finish is not None:
+        for image in acc:
+            _in_bands(image.view(image.shape[0], -1), finish)
+    return acc
+
+
+def _in_bands(values: Tensor, finish: exact_gemm.Finish) -> None:
+    """``finish`` on bands of columns of ``values`` (channels x pixels) on the CPU, so that its temporary
+    tensors stay in cache (the same values, several times faster); at once elsewhere."""
+    if values.device.type != "cpu":
+        finish(values)
+        return
+    columns = max(1, BAND_ELEMENTS // values.shape[0])
+    for start in range(0, values.shape[1], columns):
+        finish(values[:, start : start + columns])
 
 
 def rescale(acc: Tensor, acc_exponent: Tensor, out_exponent: int) -> Tensor:
     return acc * _channel_shape(_pow2(out_exponent - acc_exponent.to(acc.device)))
 
 
-def _leak(values: Tensor) -> Tensor:
-    return torch.where(values < 0, values * LEAK_NUMERATOR * 2.0**-LEAK_SHIFT, values)
-
-
-def _igdn(stage: dict, x: Tensor, in_exponent: int) -> Tensor:
-    gamma, beta = stage["gamma"].to(x.device, torch.float64), stage["beta"].to(x.device, torch.float64)
-    squares = (x * x).flatten(2)  # a 1 x 1 convolution as one float64 GEMM (BLAS), exact below 2**53
-    norm = torch.matmul(gamma, squares).add_(beta[None, :, None]).reshape(x.shape)
-    shift = 2 * stage["root_exponent"] - stage["gamma_exponent"].to(x.device) - 2 * in_exponent
-    root = torch.round(torch.sqrt(norm * _channel_shape(_pow2(shift))))
-    out = x * root * 2.0 ** (stage["out_exponent"] - in_exponent - stage["root_exponent"])
-    return _saturate(out)
-
-
-def _in_bands(x: Tensor, step: Callable[[Tensor], Tensor]) -> Tensor:
-    """``step``, an operation on each pixel's channels, applied to bands of rows of ``x`` on the CPU (so
-    that its intermediate tensors stay in cache: the same values, several times faster), at once elsewhere."""
-    if x.device.type != "cpu":
-        return step(x)
-    out = torch.empty_like(x)
-    rows = max(1, BAND_ELEMENTS // (x.shape[0] * x.shape[1] * x.shape[3]))
-    for top in range(0, x.shape[2], rows):
-        out[:, :, top : top + rows] = step(x[:, :, top : top + rows])
-    return out
-
-
 def run_stages(stages: list[dict], x: Tensor, in_exponent: int) -> tuple[Tensor, Tensor]:
-    """Evaluate the stages on integer input (float64); the last stage's raw accumulator and exponents."""
+    """Evaluate the stages on integer input (float64); the last stage's raw accumulator and exponents.
+    Each stage's activation, and the inverse GDN that follows it, run inside it as its ``finish``, on
+    values still in cache."""
     with torch.backends.cudnn.flags(enabled=False):  # plain im2col + GEMM on CUDA; oneDNN has no float64
-        for index, stage in enumerate(stages):
-            last = index == len(stages) - 1
-            if stage["op"] == "igdn":
-                x = _in_bands(x, partial(_igdn, stage, in_exponent=in_exponent))
-            else:
-                acc = _linear(stage, x)
-                if last:
-                    return acc, stage["acc_exponent"]
-                x = _in_bands(acc, partial(_activation, stage))
-            in_exponent = stage["out_exponent"]
-    raise IntegerProgramError("an integer program must end with a conv or deconv stage")
+        *body, last = _with_finishes(stages, in_exponent, x.device)
+        for stage, finish in body:
+            x = _linear(stage, x, finish)
+        return _linear(last[0], x), last[0]["acc_exponent"]
+
+
+def _with_finishes(stages: list[dict], in_exponent: int, device: torch.device) -> list[tuple[dict, Callable]]:
+    """Each conv or deconv stage with what follows its accumulator: its activation, then the inverse GDNs
+    after it."""
+    steps = []
+    for stage in stages:
+        if stage["op"] == "igdn":
+            if not steps:
+                raise IntegerProgramError("an integer program must start with a conv or deconv stage")
+            linear, finish = steps[-1]
+            steps[-1] = (linear, _chain(finish, _igdn(stage, in_exponent, device)))
+        else:
+            steps.append((stage, partial(_activation, stage)))
+        in_exponent = stage["out_exponent"]
+    if stages[-1]["op"] == "igdn":
+        raise IntegerProgramError("an integer program must end with a conv or deconv stage")
+    return steps
+
+
+def _chain(first: exact_gemm.Finish, then: exact_gemm.Finish) -> exact_gemm.Finish:
+    return lambda values: then(first(values))
 
 
 def _activation(stage: dict, acc: Tensor) -> Tensor:
-    """A conv or deconv stage's accumulator as its 16-bit output: rescaled, leaky where it is, saturated."""
-    scaled = rescale(acc, stage["acc_exponent"], stage["out_exponent"])
-    return _saturate(_leak(scaled) if stage["leaky"] else scaled)
+    """In place, a conv or deconv stage's accumulator (channels x values) as its 16-bit output: rescaled,
+    leaky where it is (x 41/4096, a single correctly rounded product), saturated."""
+    acc.mul_(_pow2(stage["out_exponent"] - stage["acc_exponent"].to(acc.device))[:, None])
+    if stage["leaky"]:
+        F.leaky_relu(acc, LEAK_NUMERATOR * 2.0**-LEAK_SHIFT, inplace=True)
+    return acc.round_().clamp_(-ACT_MAX, ACT_MAX)
+
+
+def _igdn(stage: dict, in_exponent: int, device: torch.device) -> exact_gemm.Finish:
+    """Inverse GDN, in place on 16-bit values (channels x pixels): each times the rounded square root of
+    (gamma x^2 + beta), rescaled and saturated. gamma and beta carry the root's power-of-two scale, so
+    the scaled norm is one exact GEMM."""
+    shift = _pow2(2 * stage["root_exponent"] - stage["gamma_exponent"].to(device) - 2 * in_exponent)
+    gamma = stage["gamma"].to(device, torch.float64) * shift[:, None]
+    beta = (stage["beta"].to(device, torch.float64) * shift)[:, None]
+    factor = 2.0 ** (stage["out_exponent"] - in_exponent - stage["root_exponent"])
+
+    def igdn(values: Tensor) -> Tensor:
+        # a 1 x 1 convolution as one float64 GEMM (BLAS), every partial sum a scaled integer below 2**53
+        root = torch.addmm(beta, gamma, values * values).sqrt_().round_()
+        return values.mul_(root).mul_(factor).round_().clamp_(-ACT_MAX, ACT_MAX)
+
+    return igdn
 
 
 def on_device(program: dict, device: str | torch.device) -> dict:
@@ -172,27 +198,33 @@ def on_device(program: dict, device: str | torch.device) -> dict:
 
 
 def with_gemms(program: dict) -> dict:
-    """The program (on the CPU) with each conv and deconv stage's int8 GEMM form under ``gemm``: the same
-    accumulators, bit for bit, several times faster (bench.lic.exact_gemm)."""
+    """The program (on the CPU) with each conv and deconv stage that has an int8 GEMM form (stride-1
+    convolutions, transposed convolutions with output padding at most their padding, square) holding it
+    under ``gemm``: the same accumulators, bit for bit, several times faster (bench.lic.exact_gemm)."""
     prepared = dict(program)
     for part in ("h_s", "g_s"):
         if part in program:
             prepared[part] = [
-                dict(stage, gemm=_gemm_of(stage)) if _square(stage) else stage for stage in program[part]
+                dict(stage, gemm=_gemm_of(stage)) if _has_gemm_form(stage) else stage
+                for stage in program[part]
             ]
     return prepared
 
 
-def _square(stage: dict) -> bool:
-    return stage["op"] != "igdn" and all(len(set(stage.get(key, (0,)))) == 1 for key in KEYS_2D)
+def _has_gemm_form(stage: dict) -> bool:
+    if stage["op"] == "igdn" or not all(len(set(stage.get(key, (0,)))) == 1 for key in KEYS_2D):
+        return False
+    if stage["op"] == "conv":
+        return stage["stride"][0] == 1
+    return stage["output_padding"][0] <= stage["padding"][0]
 
 
 def _gemm_of(stage: dict) -> exact_gemm.Conv | exact_gemm.Deconv:
-    weight = stage["weight"].to("cpu", torch.float64)
+    weight, bias = stage["weight"].to("cpu", torch.float64), stage["bias"].to("cpu", torch.float64)
     (stride, _), (padding, _) = stage["stride"], stage["padding"]
     if stage["op"] == "conv":
-        return exact_gemm.Conv.of(weight, stride, padding)
-    return exact_gemm.Deconv.of(weight, stride, padding, stage["output_padding"][0])
+        return exact_gemm.Conv.of(weight, bias, padding)
+    return exact_gemm.Deconv.of(weight, bias, stride, padding, stage["output_padding"][0])
 
 
 def to_integer(values: Tensor, exponent: int) -> Tensor:
