@@ -95,7 +95,8 @@ def _linear(stage: dict, x: Tensor, finish: exact_gemm.Finish | None = None) -> 
     ``finish`` applied in place to each image's channels x values: through the stage's int8 GEMMs where
     the program has them (bench.lic.exact_gemm), else float64 convolutions."""
     if "gemm" in stage and x.device.type == "cpu":
-        return torch.stack([stage["gemm"](image, finish) for image in x])
+        images = [stage["gemm"](image, finish) for image in x]
+        return images[0][None] if len(images) == 1 else torch.stack(images)
     bias, weight = stage["bias"].to(x.device, torch.float64), stage["weight"].to(x.device, torch.float64)
     if stage["op"] == "conv":
         acc = F.conv2d(x, weight, bias, stride=stage["stride"], padding=stage["padding"])
