@@ -98,6 +98,13 @@ def test_int8_gemm_convolutions_are_exact_integer_arithmetic(channels_in, channe
             x[None].double(), transposed.double(), bias.double(), stride, padding, output_padding
         )
         assert torch.equal(deconv(x.double()), truth[0]), (stride, padding, output_padding)
+        # the same values handed on as the next stage's input plane, and taken as one
+        saturated = truth[0].clamp(-integer.ACT_MAX, integer.ACT_MAX)
+        clamp = lambda values: values.clamp_(-integer.ACT_MAX, integer.ACT_MAX)
+        assert torch.equal(deconv(x.double(), clamp, out_pad=1), exact_gemm.plane(saturated, 1))
+        conv = exact_gemm.Conv.of(weight.transpose(0, 1).double(), None, 1)
+        planes = deconv(x.double(), clamp, out_pad=conv.pad)
+        assert torch.equal(conv(planes), conv(saturated))
     with pytest.raises(ValueError, match="output padding"):
         exact_gemm.Deconv.of(transposed.double(), bias.double(), 2, 0, 1)
 

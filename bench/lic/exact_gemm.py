@@ -45,19 +45,36 @@ def plane(values: Tensor, pad: int) -> Tensor:
     """The int8 halves (hi, lo) of integer values (C x H x W, in [-32767, 32767]) with
     ``values - 128 = 256 hi + lo``, as one 2 x C x (H + 2 pad + 1) x (W + 2 pad) tensor: zero-padded by
     ``pad`` on every side (a zero is hi 0, lo -128) and by one more row at the bottom, which the shifted
-    reads of a last band may touch. hi is the high byte of the 16-bit two's complement, lo its low byte
-    minus 128."""
-    channels, height, width = values.shape
+    reads of a last band may touch."""
+    out = _blank_plane(*values.shape, pad)
+    _store(_inside(out, pad), values)
+    return out
+
+
+def _blank_plane(channels: int, height: int, width: int, pad: int) -> Tensor:
     out = torch.empty(2, channels, height + 2 * pad + 1, width + 2 * pad, dtype=torch.int8)
     out[0].fill_(0)
     out[1].fill_(-128)
-    pairs = values.to(torch.int16).reshape(-1).view(torch.uint8).view(channels, height, width, 2)
-    inside = (slice(None), slice(pad, pad + height), slice(pad, pad + width))
-    out[0][inside] = pairs[..., 1].view(torch.int8)  # little-endian: the low byte comes first
-    lows = out[1].view(torch.uint8)
-    lows[inside] = pairs[..., 0]
-    lows[inside] ^= 128
     return out
+
+
+def _inside(halves: Tensor, pad: int) -> Tensor:
+    """The unpadded part of a plane (a view)."""
+    return halves[:, :, pad : halves.shape[2] - pad - 1, pad : halves.shape[3] - pad]
+
+
+def _store(dest: Tensor, values: Tensor) -> None:
+    """``dest`` (float64 C x h x w, or the 2 x C x h x w view of a plane; any strides) set to the
+    integer ``values`` (float64 C x h x w): as they are, or as their halves. hi is the high byte of the
+    16-bit two's complement, lo its low byte minus 128."""
+    if dest.dtype == torch.float64:
+        dest.copy_(values)
+        return
+    pairs = values.to(torch.int16).reshape(-1).view(torch.uint8).view(*values.shape, 2)
+    dest[0] = pairs[..., 1].view(torch.int8)  # little-endian: the low byte comes first
+    lows = dest[1].view(torch.uint8)
+    lows.copy_(pairs[..., 0])
+    lows ^= 128
 
 
 @dataclass(frozen=True)
@@ -108,12 +125,12 @@ def _correlate(
     dest: Tensor,
     finish: Finish | None,
 ) -> None:
-    """``dest`` (M x h x w, any strides) set to a stride-1 correlation of ``halves`` (from plane()) with
-    a taps[0] x taps[1] window, finished: output (i, j) is the window whose top-left is at
-    (origin[0] + i, origin[1] + j), its weights in ``gemm`` with K ordered (row tap, column tap,
-    channel). Computed in bands of output rows across the padded width."""
+    """``dest`` (M x h x w float64, or a plane's 2 x M x h x w; any strides) set to a stride-1
+    correlation of ``halves`` (a plane) with a taps[0] x taps[1] window, finished: output (i, j) is the
+    window whose top-left is at (origin[0] + i, origin[1] + j), its weights in ``gemm`` with K ordered
+    (row tap, column tap, channel). Computed in bands of output rows across the padded width."""
     channels, padded_width = halves.shape[1], halves.shape[3]
-    height, width = dest.shape[1:]
+    height, width = dest.shape[-2:]
     band = max(1, gemm.band_columns() // padded_width)
     flat = halves.reshape(2, channels, -1)
     values = torch.empty(gemm.rows, band * padded_width, dtype=torch.float64)
@@ -129,7 +146,25 @@ def _correlate(
         part = gemm.times(windows.reshape(-1, 2 * n), values[:, :n])
         if finish is not None:
             finish(part)
-        dest[:, top:bottom] = part.view(gemm.rows, bottom - top, padded_width)[:, :, :width]
+        _store(dest[..., top:bottom, :], part.view(gemm.rows, bottom - top, padded_width)[:, :, :width])
+
+
+def _input(x: Tensor, pad: int) -> tuple[Tensor, int, int]:
+    """A convolution's input as a plane padded by ``pad``, and its height and width: ``x`` is integer
+    values (C x H x W, float64) or already such a plane (int8)."""
+    if x.dtype == torch.int8:
+        return x, x.shape[2] - 2 * pad - 1, x.shape[3] - 2 * pad
+    return plane(x, pad), *x.shape[1:]
+
+
+def _output(channels: int, height: int, width: int, out_pad: int | None) -> tuple[Tensor, Tensor]:
+    """A stage's result, float64 (``out_pad`` None) or the next stage's input plane padded by
+    ``out_pad``, and the view of it that holds the values."""
+    if out_pad is None:
+        result = torch.empty(channels, height, width, dtype=torch.float64)
+        return result, result
+    result = _blank_plane(channels, height, width, out_pad)
+    return result, _inside(result, out_pad)
 
 
 @dataclass(frozen=True)
@@ -138,19 +173,24 @@ class Conv:
 
     gemm: Gemm
     taps: tuple[int, int]
-    padding: int
+    pad: int  # the padding of its input plane
 
     @classmethod
     def of(cls, weight: Tensor, bias: Tensor | None, padding: int) -> Conv:
         matrix = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)  # K as (row, column, channel)
         return cls(Gemm.of(matrix, bias), tuple(weight.shape[2:]), padding)
 
-    def __call__(self, values: Tensor, finish: Finish | None = None) -> Tensor:
-        """The accumulator plus bias of the convolution of integer values (C x H x W, float64), finished."""
-        height = values.shape[1] + 2 * self.padding - self.taps[0] + 1
-        width = values.shape[2] + 2 * self.padding - self.taps[1] + 1
-        result = torch.empty(self.gemm.rows, height, width, dtype=torch.float64)
-        _correlate(self.gemm, self.taps, plane(values, self.padding), (0, 0), result, finish)
+    def __call__(self, x: Tensor, finish: Finish | None = None, out_pad: int | None = None) -> Tensor:
+        """The accumulator plus bias of the convolution of ``x`` (see _input), finished: float64 C x H x W,
+        or with ``out_pad`` as the next stage's input plane."""
+        halves, height, width = _input(x, self.pad)
+        result, values = _output(
+            self.gemm.rows,
+            height + 2 * self.pad - self.taps[0] + 1,
+            width + 2 * self.pad - self.taps[1] + 1,
+            out_pad,
+        )
+        _correlate(self.gemm, self.taps, halves, (0, 0), values, finish)
         return result
 
 
@@ -167,61 +207,63 @@ class Deconv:
     stride: int
     padding: int
     output_padding: int
+    pad: int  # the padding of its input plane: the most taps of a phase, less one (0 when folded)
 
     @classmethod
     def of(cls, weight: Tensor, bias: Tensor, stride: int, padding: int, output_padding: int) -> Deconv:
         if output_padding > padding:
             raise ValueError("output padding beyond the padding has no exact GEMM form here")
-        channels_in, channels_out = weight.shape[:2]
-        folded, phases = None, []
+        channels_in, channels_out, rows = weight.shape[:3]
+        folded, phases, pad = None, [], -(-rows // stride) - 1
         if channels_out <= FOLD_MAX_CHANNELS:
-            folded = Gemm.of(weight.reshape(channels_in, -1).t())
+            folded, pad = Gemm.of(weight.reshape(channels_in, -1).t()), 0
         else:
             for r in range(stride):
                 for c in range(stride):
                     sub = weight[:, :, r::stride, c::stride].flip(2, 3).transpose(0, 1)
                     phases.append((r, c, Conv.of(sub, bias, 0)))
-        return cls(tuple(phases), folded, bias.double(), tuple(weight.shape), stride, padding, output_padding)
+        shape = tuple(weight.shape)
+        return cls(tuple(phases), folded, bias.double(), shape, stride, padding, output_padding, pad)
 
     def out_size(self, height: int, width: int) -> tuple[int, int]:
         s, k, p, extra = self.stride, self.shape[2], self.padding, self.output_padding
         return (height - 1) * s + k - 2 * p + extra, (width - 1) * s + k - 2 * p + extra
 
-    def __call__(self, values: Tensor, finish: Finish | None = None) -> Tensor:
-        """The accumulator plus bias of the transposed convolution of integer values, finished."""
+    def __call__(self, x: Tensor, finish: Finish | None = None, out_pad: int | None = None) -> Tensor:
+        """The accumulator plus bias of the transposed convolution of ``x`` (see _input), finished:
+        float64 C x H x W, or with ``out_pad`` as the next stage's input plane."""
+        halves, height, width = _input(x, self.pad)
         if self.folded is not None:
-            return self._folded(values, finish)
+            result = self._folded(halves, height, width, finish)
+            return result if out_pad is None else plane(result, out_pad)
         s, p = self.stride, self.padding
-        out_height, out_width = self.out_size(*values.shape[1:])
-        result = torch.empty(self.shape[1], out_height, out_width, dtype=torch.float64)
-        pad = -(-self.shape[2] // s) - 1  # the most taps of a phase, less one
-        halves = plane(values, pad)
+        result, values = _output(self.shape[1], *self.out_size(height, width), out_pad)
         for r, c, conv in self.phases:
             # output pixel y is pixel (y + p) of the full transposed convolution, in phase (y + p) mod s
             first_row, first_col = (r - p) % s, (c - p) % s
-            dest = result[:, first_row::s, first_col::s]
+            dest = values[..., first_row::s, first_col::s]
             if dest.numel():
                 origin = (
-                    (first_row + p) // s + pad - conv.taps[0] + 1,
-                    (first_col + p) // s + pad - conv.taps[1] + 1,
+                    (first_row + p) // s + self.pad - conv.taps[0] + 1,
+                    (first_col + p) // s + self.pad - conv.taps[1] + 1,
                 )
                 _correlate(conv.gemm, conv.taps, halves, origin, dest, finish)
         return result
 
-    def _folded(self, values: Tensor, finish: Finish | None) -> Tensor:
+    def _folded(self, halves: Tensor, height: int, width: int, finish: Finish | None) -> Tensor:
         """One GEMM over the input channels per band of input rows, each band's taps added in place."""
         _, out, rows, cols = self.shape
-        channels, height, width = values.shape
+        channels = halves.shape[1]
         s, p = self.stride, self.padding
         full = torch.zeros(out, (height - 1) * s + rows, (width - 1) * s + cols, dtype=torch.float64)
-        halves = plane(values, 0)[:, :, :height].reshape(2, channels, -1)
+        flat = halves[:, :, :height].reshape(2, channels, -1)
         band = max(1, self.folded.band_columns() // width)
         columns = torch.empty(out * rows * cols, band * width, dtype=torch.float64)
         for top in range(0, height, band):
             bottom = min(top + band, height)
             n = (bottom - top) * width
             part = self.folded.times(
-                halves[:, :, top * width : bottom * width].transpose(0, 1).reshape(channels, 2 * n),
+                flat[:, :, top * width : bottom * width].transpose(0, 1).reshape(channels, 2 * n),
                 columns[:, :n],
             )
             span = (bottom - top - 1) * s + rows

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from functools import partial
+from itertools import pairwise
 
 import torch
 from compressai.layers import GDN
@@ -90,12 +91,15 @@ def _saturate(values: Tensor) -> Tensor:
     return torch.clamp(torch.round(values), -ACT_MAX, ACT_MAX)
 
 
-def _linear(stage: dict, x: Tensor, finish: exact_gemm.Finish | None = None) -> Tensor:
+def _linear(
+    stage: dict, x: Tensor, finish: exact_gemm.Finish | None = None, out_pad: int | None = None
+) -> Tensor:
     """The exact integer accumulator plus bias of a conv or deconv stage (float64 holding integers),
     ``finish`` applied in place to each image's channels x values: through the stage's int8 GEMMs where
-    the program has them (bench.lic.exact_gemm), else float64 convolutions."""
+    the program has them (bench.lic.exact_gemm; there ``x`` may be a batch of input planes, and
+    ``out_pad`` asks for the next stage's planes), else float64 convolutions."""
     if "gemm" in stage and x.device.type == "cpu":
-        images = [stage["gemm"](image, finish) for image in x]
+        images = [stage["gemm"](image, finish, out_pad) for image in x]
         return images[0][None] if len(images) == 1 else torch.stack(images)
     bias, weight = stage["bias"].to(x.device, torch.float64), stage["weight"].to(x.device, torch.float64)
     if stage["op"] == "conv":
@@ -135,10 +139,16 @@ def run_stages(stages: list[dict], x: Tensor, in_exponent: int) -> tuple[Tensor,
     Each stage's activation, and the inverse GDN that follows it, run inside it as its ``finish``, on
     values still in cache."""
     with torch.backends.cudnn.flags(enabled=False):  # plain im2col + GEMM on CUDA; oneDNN has no float64
-        *body, last = _with_finishes(stages, in_exponent, x.device)
-        for stage, finish in body:
-            x = _linear(stage, x, finish)
-        return _linear(last[0], x), last[0]["acc_exponent"]
+        steps = _with_finishes(stages, in_exponent, x.device)
+        for (stage, finish), (following, _) in pairwise(steps):
+            x = _linear(stage, x, finish, _input_pad(following, x.device))
+        last = steps[-1][0]
+        return _linear(last, x), last["acc_exponent"]
+
+
+def _input_pad(stage: dict, device: torch.device) -> int | None:
+    """The padding of the input plane a stage's int8 GEMMs take, where they run; else None."""
+    return stage["gemm"].pad if "gemm" in stage and device.type == "cpu" else None
 
 
 def _with_finishes(stages: list[dict], in_exponent: int, device: torch.device) -> list[tuple[dict, Callable]]:
