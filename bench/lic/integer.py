@@ -360,12 +360,12 @@ def scale_thresholds(scale_table: Tensor, acc_exponent: Tensor) -> Tensor:
 
 
 def scale_indexes(acc: Tensor, thresholds: Tensor) -> Tensor:
-    """compressai's build_indexes on integer accumulators: the last index minus thresholds not exceeded."""
-    thresholds = thresholds.to(acc.device, torch.float64)
-    indexes = torch.full(acc.shape, thresholds.shape[1], dtype=torch.int32, device=acc.device)
-    for i in range(thresholds.shape[1]):
-        indexes -= (acc <= _channel_shape(thresholds[:, i])).int()
-    return indexes
+    """compressai's build_indexes on integer accumulators: per channel, how many thresholds lie below."""
+    thresholds = thresholds.to(acc.device, torch.float64)  # ascending along each channel
+    channels_first = acc.transpose(0, 1).reshape(acc.shape[1], -1)
+    below = torch.searchsorted(thresholds.contiguous(), channels_first)  # how many thresholds are < acc
+    indexes = below.to(torch.int32).reshape(acc.shape[1], acc.shape[0], *acc.shape[2:])
+    return indexes.transpose(0, 1).contiguous()
 
 
 def exponent_for(values: Iterable[Tensor]) -> int:
