@@ -11,6 +11,7 @@ Imports only torch and compressai (bench.lic must run where the codec libraries 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
@@ -20,7 +21,7 @@ from compressai.models.utils import conv, deconv
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from bench.lic import integer
+from bench.lic import integer, tiles
 
 # CompressAI's 8 MSE lambdas for its mbt2018 models (about 0.1 to 2 bpp on Kodak).
 MSE_LADDER = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
@@ -74,6 +75,7 @@ class GainedModel(CompressionModel):
         self.log_inverse_gain = nn.Parameter(-start.clone())
         self.program: dict | None = None
         self.float_synthesis = False
+        self.tile_budget = tiles.BUDGET  # bytes for one tile of the synthesis (bench.lic.tiles)
 
     def pad(self, x: Tensor) -> Tensor:
         """Replicate the bottom and right edges up to a multiple of ``downsampling``."""
@@ -94,7 +96,18 @@ class GainedModel(CompressionModel):
         return self.g_a(x) * gain
 
     def synthesis(self, symbols: Tensor, means: Tensor, level: int) -> Tensor:
-        """8-bit pixels (B x 3 x H x W) from the latent symbols and their means."""
+        """8-bit pixels (B x 3 x H x W) from the latent symbols and their means, in tiles whose memory
+        stays within ``tile_budget`` bytes (bench.lic.tiles: the same pixels as one whole-image call)."""
+        synthesis = partial(self._synthesis, level=level)
+        return tiles.run(synthesis, (symbols, means), self.g_s, self.tile_route("g_s"), self.tile_budget)
+
+    def tile_route(self, part: str) -> str:
+        """How the convolutions of ``part`` (g_s or h_s) run, one of bench.lic.tiles.ROUTES."""
+        if self.program is None or (part == "g_s" and self.float_synthesis):
+            return "float32"
+        return "int8" if "gemm" in self.program[part][0] else "float64"
+
+    def _synthesis(self, symbols: Tensor, means: Tensor, level: int) -> Tensor:
         if self.program is None or self.float_synthesis:
             _, inverse = self.gains(torch.tensor([level], device=symbols.device))
             x_hat = self.g_s(((symbols + means) * inverse).float()).clamp(0, 1)
@@ -223,6 +236,9 @@ class Hyperprior(GainedModel):
         if self.program is None:
             scales, means = self.h_s(z_hat).chunk(2, 1)
             return self.gaussian_conditional.build_indexes(scales), means.double()
+        return tiles.run(self._exact_scale_path, (z_hat,), self.h_s, self.tile_route("h_s"), self.tile_budget)
+
+    def _exact_scale_path(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
         program = self.program
         x = integer.to_integer(z_hat, program["z_exponent"])
         acc, exponent = integer.run_stages(program["h_s"], x, program["z_exponent"])
