@@ -117,14 +117,14 @@ def child_decode(stream: Path, label: str, out: Path) -> None:
     peak = rss_mib("VmHWM")
     np.save(out, pixels)
     tiles = None
-    try:
+    try:  # how many tiles the synthesis took (bench.lic.tiles; absent before it)
         from bench.lic import tiles as tiling
 
         model = codec._loaded()
         step = model.downsampling  # the decoder's latent: the padded size over 16
         latent = (-(-header.height // step) * step // 16, -(-header.width // step) * step // 16)
-        tiles = len(tiling.plan(latent, tiling.tile_side(model)))
-    except (ImportError, AttributeError):
+        tiles = len(tiling.tiles_for(latent, model.g_s, model.tile_route("g_s"), model.tile_budget))
+    except ImportError:
         pass
     print(json.dumps({"decode_s": seconds, "loaded_mib": loaded, "vmhwm_mib": peak, "tiles": tiles}))
 
