@@ -93,35 +93,41 @@ def bytes_per_position(layers: nn.Sequential, route: str) -> int:
     """Bytes held at the widest layer per input position of a tile, for the convolutions' ``route``.
 
     Per layer, with ``i`` and ``o`` its input and output values per input position of the tile (channels
-    times pixels per position), the values alive while it runs: the inputs (the exact decoders keep the
-    previous layer's accumulator beside its activation: 2 i; the float decoder i), its output o, and on
-    the float64 route the im2col columns of torch's float64 convolutions (k^2 c_in per output pixel, or
-    k^2 c_out per input pixel when transposed); then, after it, three tensors of o (accumulator,
-    activation and inverse GDN output; float: inverse GDN's input, norm and output). Times 8 bytes
-    (float64: the exact decoders) or 4 (float32):
+    times pixels per position) and ``cols`` the im2col columns of torch's float64 convolutions (k^2 c_in
+    values per output pixel, or k^2 c_out per input pixel when transposed), the tensors alive while it
+    runs; the last layer's float64 output is then turned into pixels (or scale indexes and means)
+    through about two more tensors of its size:
 
-    - int8 (exact, through int8 GEMMs, bench.lic.exact_gemm: their columns go in small bands):
-      8 max(2 i + o, 3 o);
-    - float64 (exact, through float64 convolutions, CPU or GPU): 8 max(2 i + columns + o, 3 o);
-    - float32 (the float decoder; synthesis=float32): 4 max(i + o, 3 o).
-    """
+    - int8 (exact decoder through int8 GEMMs, bench.lic.exact_gemm): each layer reads and writes int8
+      planes of two bytes per value, its GEMM columns in cache-sized bands: 2 (i + o); the last layer
+      2 i + 3 x 8 o;
+    - float64 (exact decoder through float64 convolutions, CPU or GPU; activations in place): 8 (i +
+      cols + o); the last layer 8 (i + max(cols + o, 3 o));
+    - float32 (the float decoder, and synthesis=float32): the input, the output and inverse GDN's
+      temporaries (square, norm, root, product; oneDNN's reorders): 4 (i + 4 o).
+
+    Measured with one tile on this project's CPU (per latent position of the synthesis): int8 30 KiB
+    (formula 34), float64 480 KiB (480), float32 104 to 124 KiB (136); per hyper-latent position of
+    the exact scale path: int8 98 KiB (153), float64 414 KiB (408). scripts/bench-lic-memory.py
+    checks the whole decoder against these."""
     if route not in ROUTES:
         raise ValueError(f"tiles: route must be one of {', '.join(ROUTES)}, not {route!r}")
+    convolutions = [layer for layer in layers if _geometry(layer) is not None]
     widest, area = 0, 1  # area: the layer's input pixels per input position of the tile
-    for layer in layers:
-        geometry = _geometry(layer)
-        if geometry is None:
-            continue
-        k, s, _, _ = geometry
+    for index, layer in enumerate(convolutions):
+        k, s, _, _ = _geometry(layer)
         transposed = isinstance(layer, nn.ConvTranspose2d)
         out_area = area * s * s if transposed else area
         i, o = layer.in_channels * area, layer.out_channels * out_area
-        if route == "float32":
-            values = 4 * max(i + o, 3 * o)
+        last = index == len(convolutions) - 1
+        if route == "int8":
+            size = 2 * i + (24 * o if last else 2 * o)
+        elif route == "float64":
+            cols = k * k * (layer.out_channels * area if transposed else layer.in_channels * out_area)
+            size = 8 * (i + (max(cols + o, 3 * o) if last else cols + o))
         else:
-            columns = k * k * (layer.out_channels * area if transposed else layer.in_channels * out_area)
-            values = 8 * max(2 * i + (columns if route == "float64" else 0) + o, 3 * o)
-        widest, area = max(widest, values), out_area
+            size = 4 * (i + 4 * o)
+        widest, area = max(widest, size), out_area
     return widest
 
 
