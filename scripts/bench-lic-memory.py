@@ -18,7 +18,8 @@ the two exact routes gave the same pixels. One thread, on the CPUs this process 
 `taskset -c N`). A child whose resident memory passes --kill-above MiB is killed and reported as such
 (the untiled float64 route needs far more than 2 GB at 3840x2160).
 
-    BENCH_DATA_DIR=DATA taskset -c 1 scripts/bench-lic-memory.py [--level 7] [--json OUT]
+    BENCH_DATA_DIR=DATA taskset -c 1 scripts/bench-lic-memory.py [--level 7] [--images kodim01,uhd]
+        [--decoders exact-int8,exact-float64,float32-synth,float] [--json OUT]
 """
 
 from __future__ import annotations
@@ -80,14 +81,15 @@ def rss_mib(field: str = "VmRSS", pid: int | str = "self") -> float:
     return 0.0
 
 
-def child_encode(folder: Path, level: int) -> None:
-    """Encode every image in ``folder`` (name.npy) with both encoders: name.exact.bin, name.float.bin."""
+def child_encode(folder: Path, level: int, kinds: list[str]) -> None:
+    """Encode every image in ``folder`` (name.npy) with the encoders ``kinds``: name.exact.bin, name.float.bin."""
     import torch
 
     from bench.lic.codec import LicCodec
 
     torch.set_num_threads(1)
-    for kind, options in ENCODERS.items():
+    for kind in kinds:
+        options = ENCODERS[kind]
         codec = LicCodec("lic", options)
         for path in sorted(folder.glob("*.npy")):
             if path.stem.count("."):
@@ -172,13 +174,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--level", type=int, default=7, help="lic's rate level (0-7; 7: the most symbols)")
     parser.add_argument("--decoders", default=",".join(DECODERS), help="comma-separated labels")
+    parser.add_argument("--images", default="kodim01,uhd", help="kodim01 and/or uhd (the 3840x2160 mosaic)")
     parser.add_argument("--kill-above", type=float, default=16384, help="MiB; a child above it is killed")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         if args.child[0] == "encode":
-            child_encode(Path(args.child[1]), args.level)
+            child_encode(Path(args.child[1]), args.level, args.child[2:])
         else:
             child_decode(Path(args.child[1]), args.child[2], Path(args.child[3]))
         return
@@ -186,7 +189,13 @@ def main() -> None:
     from bench.datasets import default_data_dir
 
     photos = kodak(default_data_dir())
-    images = {"kodim01 768x512": photos[0], "mosaic 3840x2160": mosaic(photos)}
+    named = {
+        "kodim01": ("kodim01 768x512", lambda: photos[0]),
+        "uhd": ("mosaic 3840x2160", lambda: mosaic(photos)),
+    }
+    images = {named[key][0]: named[key][1]() for key in args.images.split(",")}
+    decoders = args.decoders.split(",")
+    kinds = sorted({DECODERS[label][2] for label in decoders})
     print(f"CPUs {sorted(os.sched_getaffinity(0))}, level {args.level}, one thread", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="lic-memory-") as tmp:
@@ -196,15 +205,18 @@ def main() -> None:
             names[name] = f"image{index}"
             np.save(folder / f"image{index}.npy", image)
         start = time.perf_counter()
-        encode = ["--level", str(args.level), "--child", "encode", tmp]
+        encode = ["--level", str(args.level), "--child", "encode", tmp, *kinds]
         _, peak, error = run_child(encode, dict(os.environ), args.kill_above)
         if error:
             raise SystemExit(f"encoding failed: {error}")
         seconds = time.perf_counter() - start
-        print(f"encoded both images with both encoders in {seconds:.0f} s (peak {peak:.0f} MiB)", flush=True)
+        print(
+            f"encoded with the {' and '.join(kinds)} encoder(s) in {seconds:.0f} s (peak {peak:.0f} MiB)",
+            flush=True,
+        )
         for name, image in images.items():
             pixels = {}
-            for label in args.decoders.split(","):
+            for label in decoders:
                 _, gemm, kind = DECODERS[label]
                 stream = folder / f"{names[name]}.{kind}.bin"
                 out = folder / f"{names[name]}.{label}.out.npy"
