@@ -69,8 +69,9 @@ def test_tiled_exact_decode_is_bit_identical_to_the_whole_image_decode(
     whole = codec.decode(encoded, image.shape[:2])
     per_position = tiles.bytes_per_position(model.g_s, route)
     size = _latent_size(codec, image.shape)
-    for budget, count in ((per_position * 40, range(3, 9)), (1, [size[0] * size[1]])):
-        assert len(tiles.tiles_for(size, model.g_s, route, budget)) in count
+    for budget in (per_position * 120, 1):
+        count = len(tiles.tiles_for(size, model.g_s, route, budget))
+        assert count == size[0] * size[1] if budget == 1 else 2 < count < 12, (budget, count)
         assert np.array_equal(_decode_with(codec, encoded, image.shape, budget), whole), budget
 
 
@@ -125,7 +126,7 @@ def test_a_smaller_budget_gives_more_tiles_that_cover_the_latent_once():
     model = build("hyperprior")
     size = (135, 240)  # a 3840x2160 image's latent (factorized); the hyperprior's is 136 x 240
     counts = []
-    for budget in (64 << 20, 256 << 20, tiles.BUDGET, 4 << 30):
+    for budget in (64 << 20, 256 << 20, tiles.BUDGET, 32 << 30):
         plan = tiles.tiles_for(size, model.g_s, "float64", budget)
         counts.append(len(plan))
         largest = budget // tiles.bytes_per_position(model.g_s, "float64")
