@@ -82,7 +82,8 @@ def rss_mib(field: str = "VmRSS", pid: int | str = "self") -> float:
 
 
 def child_encode(folder: Path, level: int, kinds: list[str]) -> None:
-    """Encode every image in ``folder`` (name.npy) with the encoders ``kinds``: name.exact.bin, name.float.bin."""
+    """Encode every image in ``folder`` (name.npy) with the encoders ``kinds``: name.exact.bin and/or
+    name.float.bin."""
     import torch
 
     from bench.lic.codec import LicCodec
