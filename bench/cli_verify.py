@@ -126,9 +126,9 @@ def verify_command(
     Variants: one thread, all cores, oneDNN off, AVX2 kernels only, and the GPU when torch sees one.
     Each decode is compared with the reference decode made right after encoding: its pixels (SHA-256)
     and, when they differ, the largest pixel difference and the PSNR between the two. A decoder that
-    promises the same pixels everywhere (every codec but lic:synthesis=float32) must give them; one
-    that promises only the same decoded symbols (lic:synthesis=float32) may differ (reported as
-    differ). Exit status 1 when any decode mismatches or fails, 2 for unusable input.
+    promises the same pixels everywhere (the default) must give them; one that promises only the same
+    decoded symbols (lic:synthesis=float32) may differ: reported as differ, not a failure. Exit status
+    1 when any decode mismatches or fails, 2 for unusable input.
     """
     from tqdm import tqdm
 
