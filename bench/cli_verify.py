@@ -15,8 +15,16 @@ from bench.quoting import one_line, quoted
 MAX_LISTED = 20
 
 
+def _aligned(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+
+
 def _table(results: list[dict], variants: list[str]) -> list[str]:
-    """One line per (codec, image): per variant, decodes that matched out of those tried."""
+    """One line per (codec, image): per variant, decodes that matched out of those tried, and how many
+    differed within their decoder's promise or failed to decode."""
     cells: dict[tuple[str, str], dict[str, list[str]]] = {}
     for r in results:
         cells.setdefault((r["codec"], r["image"]), {}).setdefault(r["variant"], []).append(r["status"])
@@ -26,14 +34,40 @@ def _table(results: list[dict], variants: list[str]) -> list[str]:
         for variant in variants:
             statuses = by_variant.get(variant, [])
             cell = f"{statuses.count('match')}/{len(statuses)}"
-            if "error" in statuses:
-                cell += f" ({statuses.count('error')} error)"
+            notes = [f"{statuses.count(s)} {s}" for s in ("differ", "error") if s in statuses]
+            if notes:
+                cell += f" ({', '.join(notes)})"
             row.append(cell)
         rows.append(row)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
+    return _aligned(rows)
+
+
+def _difference_cell(cell: dict | None) -> str:
+    """The worst difference of one codec under one variant: ``identical``, ``max N, P dB``, or ``-``
+    where no decode could be compared; and how many differing decodes are of unknown size."""
+    if cell is None or cell["compared"] == 0:
+        text = "-"
+    elif cell["max_diff"] == 0:
+        text = "identical"
+    else:
+        text = f"max {cell['max_diff']}, {cell['psnr_db']:.2f} dB"
+    return text + (f" ({cell['unknown']} of unknown size)" if cell and cell["unknown"] else "")
+
+
+def _difference_table(results: list[dict], variants: list[str]) -> list[str]:
+    """For each codec whose pixels differed anywhere: per variant, the largest pixel difference from the
+    reference decode and the lowest PSNR over its bitstreams; nothing when every decode matched."""
+    from bench.verify import worst_differences
+
+    codecs = list(
+        dict.fromkeys(r["codec"] for r in results if r.get("max_diff") or "difference_unknown" in r)
+    )
+    if not codecs:
+        return []
+    worst = worst_differences(results)
+    rows = [["codec", *variants]]
+    rows += [[quoted(c), *(_difference_cell(worst.get((c, v))) for v in variants)] for c in codecs]
+    return ["largest pixel difference from the reference decode, lowest PSNR:", *_aligned(rows)]
 
 
 @click.command("verify")
@@ -49,6 +83,12 @@ def _table(results: list[dict], variants: list[str]) -> list[str]:
     "--write-bitstreams",
     type=click.Path(file_okay=False),
     help="Keep the bitstreams and their manifest in this folder (to check them on another machine).",
+)
+@click.option(
+    "--no-reference-pixels",
+    is_flag=True,
+    help="Keep only the reference hashes, not a PNG of each reference decode: smaller, but differences "
+    "are then of unknown size.",
 )
 @click.option(
     "--bitstreams",
@@ -75,6 +115,7 @@ def verify_command(
     qualities,
     device,
     write_bitstreams,
+    no_reference_pixels,
     bitstreams,
     variants,
     json_path,
@@ -83,8 +124,11 @@ def verify_command(
     """Encode once, then decode every bitstream in fresh processes under other numerics.
 
     Variants: one thread, all cores, oneDNN off, AVX2 kernels only, and the GPU when torch sees one.
-    Each decode must give the pixels (SHA-256) of the reference decode made right after encoding.
-    Exit status 1 when any decode mismatches or fails, 2 for unusable input.
+    Each decode is compared with the reference decode made right after encoding: its pixels (SHA-256)
+    and, when they differ, the largest pixel difference and the PSNR between the two. A decoder that
+    promises the same pixels everywhere (the default) must give them; one that promises only the same
+    decoded symbols (lic:synthesis=float32) may differ: reported as differ, not a failure. Exit status
+    1 when any decode mismatches or fails, 2 for unusable input.
     """
     from tqdm import tqdm
 
@@ -106,9 +150,10 @@ def verify_command(
         chosen = [v for v in chosen if v.name in names]
     scratch = None
     if bitstreams:
-        if codecs or write_bitstreams or qualities or images:
+        if codecs or write_bitstreams or qualities or images or no_reference_pixels:
             raise UserError(
-                "--bitstreams decodes a finished folder: no --codecs, --qualities, --images or --write-bitstreams"
+                "--bitstreams decodes a finished folder: no --codecs, --qualities, --images, --write-bitstreams "
+                "or --no-reference-pixels"
             )
         directory = Path(bitstreams)
         try:
@@ -146,6 +191,7 @@ def verify_command(
                 plan.images,
                 directory,
                 lambda: bar.update(),
+                references=not no_reference_pixels,
             )
     click.echo(
         f"reference decodes: on {one_line(str(manifest['encoder']['cpu']))} (the encoding machine)", err=True
@@ -156,23 +202,26 @@ def verify_command(
         results.extend(verify.decode_variant(directory, variant, max_pixels))
     if scratch is not None:
         scratch.cleanup()
-    for line in _table(results, [v.name for v in chosen]):
+    shown = [v.name for v in chosen]
+    for line in [*_table(results, shown), *_difference_table(results, shown)]:
         click.echo(line)
-    bad = [r for r in results if r["status"] != "match"]
-    for r in bad[:MAX_LISTED]:
+    bad = [r for r in results if r["status"] in verify.FAILURES]
+    listed = bad + [r for r in results if r["status"] == "differ"]  # failures first
+    for r in listed[:MAX_LISTED]:
         click.echo(
             f"{r['status']}: {quoted(r['codec'])} {quoted(r['image'])} q{r['quality']:g} ({r['variant']}): "
             f"{one_line(r['reason'])}"
         )
-    if len(bad) > MAX_LISTED:
-        click.echo(f"... and {len(bad) - MAX_LISTED} more (--json has them all)")
+    if len(listed) > MAX_LISTED:
+        click.echo(f"... and {len(listed) - MAX_LISTED} more (--json has them all)")
     totals = verify.summarise(results)
+    differ = f"{totals['differ']} differ (as their decoder allows), " if totals["differ"] else ""
     click.echo(
         f"summary: {totals['images']} image(s) checked, {totals['bitstreams']} bitstreams, "
-        f"{totals['decodes']} decodes: {totals['match']} match, "
+        f"{totals['decodes']} decodes: {totals['match']} match, {differ}"
         f"{totals['mismatch']} mismatch(es), {totals['error']} decode error(s)"
     )
-    if json_path:
+    if json_path:  # psnr_db of identical pixels is Infinity, as Python's json writes inf
         Path(json_path).write_text(json.dumps(results, indent=1))
     if bad:
         sys.exit(1)

@@ -6,8 +6,8 @@ binary and model its output depends on (they enter the config hash); ``encode(im
 an H x W x 3 uint8 RGB image, at the codec's native quality parameter, into the complete bitstream (its
 length is the rate); ``decode(data, shape)`` returns the H x W x 3 uint8 RGB image. A codec built with
 bad options raises ValueError or TypeError. The optional members are declared on ``CodecHooks``; read
-them through ``warm_up``, ``sync``, ``complexity``, ``resources``, ``device``, ``load_s`` and ``knob``,
-which give the defaults for a codec without them.
+them through ``warm_up``, ``sync``, ``complexity``, ``resources``, ``device``, ``load_s``, ``knob`` and
+``decode_promise``, which give the defaults for a codec without them.
 
 An adapter factory is a callable ``(name: str, options: dict) -> Codec``; one whose catalog entries
 carry adapter-specific keys also takes them as ``extra=`` (see ``make_codec``). Built-in factories are
@@ -71,10 +71,12 @@ class Codec(Protocol):
 
 class CodecHooks(Protocol):
     """What a codec may add to the contract, each member optional; read them through the functions
-    below (warm_up, sync, complexity, resources, device, load_s, knob), which supply the defaults."""
+    below (warm_up, sync, complexity, resources, device, load_s, knob, decode_promise), which supply the
+    defaults."""
 
     device: str  # where it computes, "cpu" or "cuda...", recorded per row [cpu]
     load_s: float | None  # seconds its model took to load, timed apart from coding [None]
+    decode_promise: str  # what its decoder gives on any machine, one of DECODE_PROMISES [pixels]
 
     def warmup(self) -> None:
         """Runs once per process before the first timed call; learned codecs load their model here
@@ -95,6 +97,13 @@ class CodecHooks(Protocol):
 
 
 WARMUP_SIDE = 64  # the side of the crop of the default warm-up
+
+# What a decoder promises to give on any machine, and so what `bench verify` holds it to:
+DECODE_PROMISES = {
+    "pixels": "the same pixels (any difference is a failure)",
+    "symbols": "the same decoded symbols, checked by the decoder itself (it raises otherwise), with "
+    "pixels computed in floating point that may differ slightly (differences are reported, not failures)",
+}
 
 
 def warm_up(codec: Codec, image: np.ndarray, quality: float) -> None:
@@ -135,6 +144,18 @@ def knob(codec: Codec, rate_rises: bool) -> Knob | None:
     hook = getattr(codec, "knob", None)
     declared = hook() if hook is not None else None
     return None if declared is None else replace(declared, rate_rises=rate_rises)
+
+
+def decode_promise(codec: Codec) -> str:
+    """The codec's ``decode_promise`` (a key of DECODE_PROMISES), else ``pixels``: a decoder that promises
+    less than the same symbols (a float entropy model, e.g. lic:exact=false) keeps the default, so that
+    `bench verify` shows where it breaks."""
+    promise = str(getattr(codec, "decode_promise", "pixels"))
+    if promise not in DECODE_PROMISES:
+        raise ValueError(
+            f"{codec.name}: decode_promise {promise!r} is not one of {', '.join(DECODE_PROMISES)}"
+        )
+    return promise
 
 
 def resources(codec: Codec) -> dict[str, float]:

@@ -1,21 +1,29 @@
 """`bench verify`: encode once, decode every bitstream under deliberately different numerics, compare.
 
-The reference is the pixel hash (bench.images.pixel_sha256) of the decode right after encoding, on
-the encoding machine. Each variant decodes every bitstream in a fresh process: one thread, all cores,
-oneDNN off, AVX2 kernels only (on a CPU with AVX-512), and the GPU where torch sees one. A decode
-``matches`` when its pixels hash the same, is a ``mismatch`` when they differ or when the decoder's
-own checks find that its numerics disagree with the encoder's (lic's index-map or symbol CRC), and an
-``error`` otherwise (the decoder raised, crashed or hung). For traditional codecs this checks that
-their decoders are deterministic; for learned codecs it is the cross-machine test.
+The reference is the decode right after encoding, on the encoding machine: its pixel hash
+(bench.images.pixel_sha256) and, kept as a PNG beside the bitstream, its pixels. Each variant decodes
+every bitstream in a fresh process: one thread, all cores, oneDNN off, AVX2 kernels only (on a CPU with
+AVX-512), and the GPU where torch sees one. A decode ``matches`` when its pixels hash the same; when
+they differ, it records the largest absolute pixel difference from the reference and the PSNR between
+the two, and is a ``mismatch`` for a decoder that promises the same pixels everywhere
+(bench.codec.decode_promise ``pixels``: every codec unless it declares less) or ``differ`` for one that
+promises only the same decoded symbols (``symbols``: lic:synthesis=float32), whose float pixels may
+differ slightly (reported, not a failure). It is also a ``mismatch`` when the decoder's own checks find
+that its numerics disagree with the encoder's (lic's index-map or symbol CRC), and an ``error``
+otherwise (the decoder raised, crashed or hung). For traditional codecs this checks that their decoders
+are deterministic; for learned codecs it is the cross-machine test.
 
 A bitstream folder holds ``manifest.json`` (the catalog entries, images, qualities and reference
-hashes) and one file per bitstream, so bitstreams written on one machine (``--write-bitstreams``) can
-be checked on another (``--bitstreams``).
+hashes), one file per bitstream and, unless written without them, one PNG of reference pixels per
+bitstream, so bitstreams written on one machine (``--write-bitstreams``) can be checked on another
+(``--bitstreams``). A folder without reference pixels (older ones) still verifies; its differences are
+then of unknown size.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 import sys
@@ -25,9 +33,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.adapters.tool import ToolError, output_tail, run_tool
 from bench.catalog import CatalogEntry
-from bench.codec import Codec, open_codec, trusted_entry
+from bench.codec import Codec, decode_promise, open_codec, trusted_entry
 from bench.images import DEFAULT_MAX_PIXELS, load_image, pixel_sha256
 
 MANIFEST = "manifest.json"
@@ -104,13 +114,17 @@ def write_bitstreams(
     images: Iterable[Any],
     directory: Path,
     progress: Callable[[], None] = lambda: None,
+    references: bool = True,
 ) -> dict[str, Any]:
-    """Encode every (codec, image, quality), decode it once here for the reference hash, write the folder.
+    """Encode every (codec, image, quality), decode it once here for the reference hash (and, with
+    ``references``, the reference pixels as a PNG beside the bitstream), write the folder.
 
-    ``codecs`` are (label, catalog entry, qualities); ``images`` are bench.datasets.ImageInfo; an encode or reference decode that fails is recorded as
-    an item with ``error`` (nothing to verify) rather than stopping the others, as is a codec that
-    bench.codec.open_codec refuses here.
+    ``codecs`` are (label, catalog entry, qualities); ``images`` are bench.datasets.ImageInfo; an encode
+    or reference decode that fails is recorded as an item with ``error`` (nothing to verify) rather than
+    stopping the others, as is a codec that bench.codec.open_codec refuses here.
     """
+    from PIL import Image
+
     from bench.provenance import cpu_model, gpus
 
     images = list(images)
@@ -134,7 +148,11 @@ def write_bitstreams(
                     codec = open_codec(entry)
                     data = codec.encode(rgb, quality)
                     (directory / item["file"]).write_bytes(data)
-                    item["sha256"] = pixel_sha256(codec.decode(data, rgb.shape[:2]))
+                    decoded = codec.decode(data, rgb.shape[:2])
+                    item["sha256"] = pixel_sha256(decoded)
+                    if references:
+                        item["reference"] = f"{folder}/{_stem(image.name)}-q{quality:g}.png"
+                        Image.fromarray(decoded).save(directory / item["reference"], format="PNG")
                 except Exception as exc:  # noqa: BLE001 - a codec failure is a result to report, not a crash
                     item["error"] = _one_line(exc)
                 items.append(item)
@@ -203,34 +221,83 @@ def expected_shape(item: dict[str, Any], max_pixels: int) -> tuple[int, int]:
     return height, width
 
 
+def pixel_difference(reference: np.ndarray, decoded: np.ndarray) -> tuple[int, float]:
+    """The largest absolute difference between two H x W x 3 uint8 images and the PSNR between them in dB,
+    10 log10(255^2 / MSE) over every sample (inf when identical)."""
+    if reference.shape != decoded.shape:
+        raise ValueError(f"shapes differ: {reference.shape} and {decoded.shape}")
+    difference = reference.astype(np.int32) - decoded.astype(np.int32)
+    mse = float(np.mean(np.square(difference, dtype=np.int64)))
+    return int(np.abs(difference).max(initial=0)), math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
+
+
+def read_reference(item: dict[str, Any], directory: Path, shape: tuple[int, int]) -> np.ndarray:
+    """An item's reference pixels, from its PNG under read_bitstream's rules, checked against its hash;
+    ValueError saying why not (none kept, unreadable, or not the pixels the hash names)."""
+    if "reference" not in item:
+        raise ValueError("the folder keeps no reference pixels")
+    height, width = shape
+    rgb = load_image(
+        Path(item["reference"]), read_bitstream(directory, item["reference"]), height * width
+    ).rgb
+    if pixel_sha256(rgb) != item["sha256"]:
+        raise ValueError(f"{item['reference']!r} is not the reference decode (its pixel hash differs)")
+    return rgb
+
+
+def _differences(item: dict[str, Any], directory: Path, shape: tuple[int, int], decoded: np.ndarray) -> dict:
+    """``max_diff`` and ``psnr_db`` of a decode whose hash differs from the reference's (None with
+    ``difference_unknown`` saying why when the reference pixels cannot be had)."""
+    try:
+        max_diff, psnr = pixel_difference(read_reference(item, directory, shape), decoded)
+    except Exception as exc:  # noqa: BLE001 - a missing or bad reference leaves the size unknown
+        return {"max_diff": None, "psnr_db": None, "difference_unknown": _one_line(exc)}
+    return {"max_diff": max_diff, "psnr_db": psnr}
+
+
+def _describe(difference: dict[str, Any]) -> str:
+    if difference["max_diff"] is None:
+        return f"size unknown ({difference['difference_unknown']})"
+    return f"largest difference {difference['max_diff']}, PSNR {difference['psnr_db']:.2f} dB"
+
+
 def decode_items(
     items: list[dict[str, Any]],
     directory: Path,
     make_codec: Callable[[dict[str, Any]], Codec],
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> list[dict[str, Any]]:
-    """Decode each item's bitstream with ``make_codec(item)`` and compare with its reference hash."""
+    """Decode each item's bitstream with ``make_codec(item)`` and compare with its reference: hash, and
+    when the hash differs, largest pixel difference and PSNR (``max_diff``, ``psnr_db``; 0 and inf for a
+    match, None when nothing was decoded or no reference pixels are kept)."""
     from bench.lic.bitstream import NumericsMismatch
 
     results = []
     for item in items:
         result = {key: item[key] for key in ("codec", "image", "quality")}
+        unknown = {"max_diff": None, "psnr_db": None}
         if "error" in item:
-            result |= {"status": "error", "reason": f"at encoding: {item['error']}"}
+            result |= {"status": "error", "reason": f"at encoding: {item['error']}"} | unknown
         else:
             try:
                 shape = expected_shape(item, max_pixels)
                 data = read_bitstream(directory, item["file"])
-                decoded = make_codec(item).decode(data, shape)
-                same = pixel_sha256(decoded) == item["sha256"]
-                result |= {
-                    "status": "match" if same else "mismatch",
-                    "reason": "" if same else "pixels differ",
-                }
+                codec = make_codec(item)
+                decoded = codec.decode(data, shape)
+                if pixel_sha256(decoded) == item["sha256"]:
+                    result |= {"status": "match", "reason": "", "max_diff": 0, "psnr_db": math.inf}
+                else:
+                    difference = _differences(item, directory, shape, decoded)
+                    allowed = decode_promise(codec) == "symbols"  # not the pixels: they may differ
+                    why = " (its decoder promises the symbols, not the pixels)" if allowed else ""
+                    result |= {
+                        "status": "differ" if allowed else "mismatch",
+                        "reason": f"pixels differ{why}: {_describe(difference)}",
+                    } | difference
             except NumericsMismatch as exc:
-                result |= {"status": "mismatch", "reason": str(exc)}
+                result |= {"status": "mismatch", "reason": str(exc)} | unknown
             except Exception as exc:  # noqa: BLE001 - any decoder failure is a result
-                result |= {"status": "error", "reason": _one_line(exc)}
+                result |= {"status": "error", "reason": _one_line(exc)} | unknown
         results.append(result)
     return results
 
@@ -270,6 +337,8 @@ def decode_variant(
                     "quality": i["quality"],
                     "status": "error",
                     "reason": reason,
+                    "max_diff": None,
+                    "psnr_db": None,
                 }
                 for i in items
             ]
@@ -294,14 +363,33 @@ def _worker(request: dict[str, Any], out: Path) -> None:
     out.write_text(json.dumps(decode_items(items, directory, make_codec, request["max_pixels"])))
 
 
+STATUSES = ("match", "differ", "mismatch", "error")
+FAILURES = ("mismatch", "error")  # the statuses that fail a check
+
+
 def summarise(results: list[dict[str, Any]]) -> dict[str, int]:
     """Distinct images and bitstreams, decodes, and decodes per status."""
     images = {r["image"] for r in results}
     bitstreams = {(r["codec"], r["image"], r["quality"]) for r in results}
-    counts = {
-        status: sum(r["status"] == status for r in results) for status in ("match", "mismatch", "error")
-    }
+    counts = {status: sum(r["status"] == status for r in results) for status in STATUSES}
     return {"images": len(images), "bitstreams": len(bitstreams), "decodes": len(results)} | counts
+
+
+def worst_differences(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per (codec, variant), over its decoded bitstreams: the largest ``max_diff``, the lowest ``psnr_db``
+    and ``compared`` (how many decodes these cover) and ``unknown`` (decoded, differing, size unknown)."""
+    worst: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in results:
+        cell = worst.setdefault(
+            (r["codec"], r["variant"]), {"max_diff": 0, "psnr_db": math.inf, "compared": 0, "unknown": 0}
+        )
+        if r.get("max_diff") is not None:
+            cell["compared"] += 1
+            cell["max_diff"] = max(cell["max_diff"], r["max_diff"])
+            cell["psnr_db"] = min(cell["psnr_db"], r["psnr_db"])
+        elif "difference_unknown" in r:
+            cell["unknown"] += 1
+    return worst
 
 
 if __name__ == "__main__":

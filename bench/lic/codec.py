@@ -74,6 +74,13 @@ class LicCodec:
         self.load_s: float | None = None
 
     @property
+    def decode_promise(self) -> str:
+        """bench.codec.DECODE_PROMISES: ``symbols`` for synthesis=float32 (the scale path exact and checked
+        by the symbols' CRCs, the synthesis in float32), ``pixels`` otherwise (the exact decoder; the float
+        one, exact=false, promises neither and is held to the pixels so that verify shows where it breaks)."""
+        return "symbols" if self.synthesis == "float32" else "pixels"
+
+    @property
     def weights_path(self) -> Path:
         from bench.lic.weights import default_path
 
