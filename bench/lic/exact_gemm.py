@@ -20,8 +20,9 @@ of output rows, computed across the whole padded width, are one strided copy wit
 (the few columns past the right edge are computed and dropped). A transposed convolution with many
 output channels runs as one such convolution per output phase (polyphase), written into every s-th
 output pixel; with few output channels (the synthesis' last layer, 3) as a GEMM over the input channels
-followed by col2im, which keeps the GEMM wide. Bias and a per-channel ``finish`` (the next activation)
-are applied band by band while the band is in cache.
+followed by col2im, which keeps the GEMM wide. Bias and a per-channel ``finish`` (the stage's
+activation and any inverse GDN after it) are applied band by band while the band is in cache, and a
+stage can write its result straight into the next stage's input plane (int8 halves, already padded).
 """
 
 from __future__ import annotations
