@@ -226,9 +226,11 @@ def pixel_difference(reference: np.ndarray, decoded: np.ndarray) -> tuple[int, f
     10 log10(255^2 / MSE) over every sample (inf when identical)."""
     if reference.shape != decoded.shape:
         raise ValueError(f"shapes differ: {reference.shape} and {decoded.shape}")
+    from bench.metrics import psnr_from_mse
+
     difference = reference.astype(np.int32) - decoded.astype(np.int32)
     mse = float(np.mean(np.square(difference, dtype=np.int64)))
-    return int(np.abs(difference).max(initial=0)), math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
+    return int(np.abs(difference).max(initial=0)), psnr_from_mse(mse)
 
 
 def read_reference(item: dict[str, Any], directory: Path, shape: tuple[int, int]) -> np.ndarray:
