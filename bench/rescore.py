@@ -119,9 +119,12 @@ class Rescored:
 def rescorer_for(manifest: Manifest) -> Rescorer:
     """A Rescorer of the run described by ``manifest``: its images where run.json says, its codecs'
     catalog entries, each refused once here unless bench.codec.trusted_entry lets it run."""
-    root = Path(manifest.dataset.root)
-    images = {image.sha256: root / image.name for image in manifest.dataset.images}
-    refused = {}
+    images, refused = {}, {}
+    for image in manifest.dataset.images:
+        try:
+            images[image.sha256] = manifest.dataset.image_path(image.name)
+        except LookupError as exc:
+            refused[image.sha256] = str(exc)
     for codec in manifest.codecs:
         try:
             trusted_entry(codec.entry, "run.json")

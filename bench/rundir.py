@@ -152,6 +152,18 @@ class DatasetRecord:
             "skipped": list(self.skipped),
         }
 
+    def image_path(self, name: str) -> Path:
+        """Where the image ``name`` was: a path inside ``root``; LookupError for a name that is absolute
+        or climbs out of it (run.json is data: it chooses no file elsewhere)."""
+        root = Path(self.root)
+        if (
+            not self.root
+            or Path(name).is_absolute()
+            or not (root / name).resolve().is_relative_to(root.resolve())
+        ):
+            raise LookupError(f"run.json names the image {name!r} outside its dataset root {self.root!r}")
+        return root / name
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DatasetRecord:
         images = [

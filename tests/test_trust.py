@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -76,6 +78,30 @@ def test_config_and_rescore_refuse_a_run_jsons_commands(run_dir, tmp_path):
     refused = [line for line in rescored.output.splitlines() if line.startswith("not rescored: jpeg")]
     assert len(refused) == 3 and all("the local catalog does not hold" in line for line in refused)
     assert not marker.exists()
+
+
+def test_image_names_in_a_run_json_stay_inside_its_dataset_root(run_dir, tmp_path):
+    """A run.json chooses no file outside its dataset's folder, even one holding the very pixels."""
+    shutil.copy(tmp_path / "photos" / "astronaut.png", tmp_path / "elsewhere.png")
+    (tmp_path / "photos" / "astronaut.png").unlink()
+    document = json.loads((run_dir / "run.json").read_text())
+    document["config"]["dataset"]["images"][0]["name"] = "../elsewhere.png"
+    (run_dir / "run.json").write_text(json.dumps(document))
+    with sqlite3.connect(run_dir / "results.sqlite") as db:  # the report takes the name from the rows
+        db.execute("UPDATE results SET image = '../elsewhere.png'")
+    rescored = invoke("rescore", run_dir)
+    refused = [line for line in rescored.output.splitlines() if line.startswith("not rescored: ")]
+    assert rescored.exit_code == 1 and "rescored 0 row(s)" in rescored.output
+    assert len(refused) == 6
+    assert all("run.json names the image '../elsewhere.png' outside its dataset root" in x for x in refused)
+    report = invoke("report", run_dir, "--out", tmp_path / "report", "--rates", "1", "--metrics", "psnr_rgb")
+    assert report.exit_code == 0, report.output
+    assert "the original image is not where run.json says (run.json names the image" in report.output
+    # the same name inside the root is read: the refusal is the path rule, not a missing file
+    shutil.copy(tmp_path / "elsewhere.png", tmp_path / "photos" / "elsewhere.png")
+    document["config"]["dataset"]["images"][0]["name"] = "elsewhere.png"
+    (run_dir / "run.json").write_text(json.dumps(document))
+    assert "rescored 6 row(s)" in invoke("rescore", run_dir).output
 
 
 @pytest.mark.slow

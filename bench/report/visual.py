@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -103,13 +102,15 @@ def load_original(runs: list[Run], rows: pd.DataFrame, sha: str) -> tuple[np.nda
     tried = []
     for run in runs:
         names = rows.loc[(rows["run"] == run.name) & (rows["image_sha256"] == sha), "image"]
-        root = run.manifest.dataset.root if run.manifest else None
-        if names.empty or not root:
+        if names.empty or not run.manifest:
             continue
-        path = Path(root) / names.iloc[0]
-        tried.append(str(path))
         try:
+            path = run.manifest.dataset.image_path(names.iloc[0])
+            tried.append(str(path))
             rgb = load_image(path).rgb
+        except LookupError as exc:
+            tried.append(str(exc))
+            continue
         except BadImage:
             continue
         if pixel_sha256(rgb) == sha:
