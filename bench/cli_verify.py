@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from bench import files
 from bench.errors import UserError
 from bench.quoting import one_line, quoted
 
@@ -222,6 +223,6 @@ def verify_command(
         f"{totals['mismatch']} mismatch(es), {totals['error']} decode error(s)"
     )
     if json_path:  # psnr_db of identical pixels is Infinity, as Python's json writes inf
-        Path(json_path).write_text(json.dumps(results, indent=1))
+        files.write(Path(json_path).parent, Path(json_path).name, json.dumps(results, indent=1).encode())
     if bad:
         sys.exit(1)

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from bench.quoting import quoted
+
 if TYPE_CHECKING:
     from bench.catalog import CatalogEntry
     from bench.knob import Knob
@@ -184,10 +186,10 @@ class UnavailableCodec:
         return {}
 
     def encode(self, image: np.ndarray, quality: float) -> bytes:
-        raise RuntimeError(f"{self.name} is unavailable: {self.reason}")
+        raise RuntimeError(f"{quoted(self.name)} is unavailable: {self.reason}")
 
     def decode(self, data: bytes, shape: tuple[int, int]) -> np.ndarray:
-        raise RuntimeError(f"{self.name} is unavailable: {self.reason}")
+        raise RuntimeError(f"{quoted(self.name)} is unavailable: {self.reason}")
 
 
 def _entry_point_factories() -> dict[str, Any]:
@@ -248,7 +250,7 @@ class CodecUnavailable(RuntimeError):
     """A codec that cannot run here: bad options, a missing library, or versions other than the run's."""
 
     def __init__(self, name: str, reason: str):
-        super().__init__(f"{name} is unavailable: {reason}")
+        super().__init__(f"{quoted(name)} is unavailable: {reason}")
         self.name = name
         self.reason = reason
 

@@ -119,7 +119,7 @@ def resolve_codecs(request: RunRequest, notes: list[str]) -> list[CodecRecord]:
     resolved, unavailable = [], []
     for (entry, threads, resources), (reason, versions) in zip(built, checks):
         if reason:
-            unavailable.append(f"{entry.name} is unavailable: {reason}")
+            unavailable.append(f"{quoted(entry.name)} is unavailable: {reason}")
             continue
         qualities = request.qualities.get(entry.name, entry.qualities)
         resolved.append(

@@ -22,6 +22,7 @@ then of unknown size.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -35,9 +36,11 @@ from typing import Any
 
 import numpy as np
 
+from bench import files
 from bench.adapters.tool import ToolError, output_tail, run_tool
 from bench.catalog import CatalogEntry
 from bench.codec import Codec, decode_promise, open_codec, trusted_entry
+from bench.files import FilesystemError
 from bench.images import DEFAULT_MAX_PIXELS, load_image, pixel_sha256
 
 MANIFEST = "manifest.json"
@@ -131,7 +134,7 @@ def write_bitstreams(
     items = []
     for label, entry, qualities in codecs:
         folder = label.replace(":", "_").replace("=", "-")
-        (directory / folder).mkdir(parents=True, exist_ok=True)
+        files.make_folder(directory)
         for image in images:
             rgb = load_image(image.path).rgb
             for quality in qualities:
@@ -147,12 +150,16 @@ def write_bitstreams(
                 try:
                     codec = open_codec(entry)
                     data = codec.encode(rgb, quality)
-                    (directory / item["file"]).write_bytes(data)
+                    files.write(directory, item["file"], data)
                     decoded = codec.decode(data, rgb.shape[:2])
                     item["sha256"] = pixel_sha256(decoded)
                     if references:
                         item["reference"] = f"{folder}/{_stem(image.name)}-q{quality:g}.png"
-                        Image.fromarray(decoded).save(directory / item["reference"], format="PNG")
+                        png = io.BytesIO()
+                        Image.fromarray(decoded).save(png, format="PNG")
+                        files.write(directory, item["reference"], png.getvalue())
+                except FilesystemError:
+                    raise
                 except Exception as exc:  # noqa: BLE001 - a codec failure is a result to report, not a crash
                     item["error"] = _one_line(exc)
                 items.append(item)
@@ -162,7 +169,7 @@ def write_bitstreams(
         "encoder": {"cpu": cpu_model(), "gpus": gpus()},
         "items": items,
     }
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    files.write(directory, MANIFEST, json.dumps(manifest, indent=1).encode())
     return manifest
 
 

@@ -95,9 +95,14 @@ def token(monkeypatch) -> str:
     "script, timeout, outcome",
     [
         ("setsid sleep 600 & echo started; sleep 600", 1.0, r"timed out after 1 s \(it and the processes"),
+        (
+            "setsid sleep 600 & sleep 600",
+            1.0,
+            r"timed out after 1 s \(it and the processes it started were killed\)$",
+        ),
         ("setsid sleep 600 & (setsid sh -c 'sleep 601 & sleep 602' &); exit 0", 30.0, None),
     ],
-    ids=["hangs past its timeout", "exits at once"],
+    ids=["hangs past its timeout", "hangs silently", "exits at once"],
 )
 def test_a_tools_setsid_children_end_with_the_call(script, timeout, outcome, token, tmp_path):
     """A setsid child leaves the tool's process group, which was all that was killed before."""

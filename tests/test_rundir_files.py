@@ -155,6 +155,33 @@ def test_out_or_cache_under_a_file_is_one_line(photos, tmp_path):
     assert afile.read_text() == "a file\n"
 
 
+@pytest.mark.parametrize("command", ["report", "export", "verify"])
+def test_the_other_writers_follow_no_link_and_fail_in_one_line(command, photos, tmp_path):
+    """bench report --out, bench export --out and bench verify --write-bitstreams write as a run does."""
+    run = tmp_path / "run"
+    run_jpeg(photos, run, "--metrics", "psnr_rgb")
+    out, written = (
+        tmp_path / "out",
+        {"report": "index.html", "export": "jpeg.json", "verify": "manifest.json"},
+    )
+    args = {
+        "report": ["report", run, "--no-visual", "--metrics", "psnr_rgb", "--out"],
+        "export": ["export", run, "--out"],
+        "verify": ["verify", "--codecs", "jpeg", "--dataset", photos, "--qualities", "jpeg=50",
+                   "--variants", "1-thread", "--write-bitstreams"],
+    }[command]  # fmt: skip
+    afile = tmp_path / "afile"
+    afile.write_text("a file\n")
+    line = error_line(invoke(*args, afile / "out"))
+    assert line.startswith(f"bench: error: {afile / 'out'}") and line.endswith("Not a directory")
+    out.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (out / written[command]).symlink_to(victim)
+    assert error_line(invoke(*args, out)) == f"bench: error: {out / written[command]} {LINK}"
+    assert victim.read_text() == "precious\n" and afile.read_text() == "a file\n"
+
+
 # --- read-only and full disks ---------------------------------------------------------------------
 
 

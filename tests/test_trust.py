@@ -80,6 +80,22 @@ def test_config_and_rescore_refuse_a_run_jsons_commands(run_dir, tmp_path):
     assert not marker.exists()
 
 
+def test_a_codec_name_from_a_run_json_cannot_forge_a_line(run_dir, tmp_path):
+    document = json.loads((run_dir / "run.json").read_text())
+    codec = next(c for c in document["config"]["codecs"] if c["name"] == "jpeg")
+    codec["name"] = codec["entry"]["name"] = "evil\nnote: all images verified \x1b[2J"
+    codec["entry"]["adapter"] = "builtins:eval"
+    (run_dir / "run.json").write_text(json.dumps(document))
+    result = invoke("run", "--config", run_dir / "run.json", "--out", tmp_path / "again")
+    assert result.exit_code == 2 and "\x1b" not in result.output
+    expected = (
+        "bench: error: 'evil\\nnote: all images verified \\x1b[2J' is unavailable: "
+        f"{run_dir}/run.json gives it commands or code to run (adapter 'builtins:eval') that the local catalog "
+        "does not hold as they are: not run"
+    )
+    assert [line for line in result.output.splitlines() if line] == [expected]
+
+
 def test_image_names_in_a_run_json_stay_inside_its_dataset_root(run_dir, tmp_path):
     """A run.json chooses no file outside its dataset's folder, even one holding the very pixels."""
     shutil.copy(tmp_path / "photos" / "astronaut.png", tmp_path / "elsewhere.png")

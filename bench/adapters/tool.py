@@ -136,9 +136,10 @@ def run_tool(
             lifeline.kill_left_behind(CALL_ENV, call)  # whatever it started, in any session
             _kill_group(process.pid)  # any of its group that cleared its environment
     if status is None:
+        tail = output_tail(folder)
         raise ToolError(
-            f"{name} timed out after {timeout:g} s (it and the processes it started were killed): "
-            f"{output_tail(folder)}"
+            f"{name} timed out after {timeout:g} s (it and the processes it started were killed)"
+            + (f": {tail}" if tail else "")
         )
     if status == -signal.SIGXFSZ:
         raise ToolError(

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench import __version__
+from bench import __version__, files
 from bench.labels import file_stem
 from bench.measures import all_metrics, held, measure_label
 from bench.report import html
@@ -161,7 +161,7 @@ def figures_section(
         if curves.empty:
             continue
         figure = rd_figure(curves, metric, style, f"{title}: {measure_label(metric)}")
-        paths = save_figure(figure, out / "figures" / f"rd_{metric}")
+        paths = save_figure(figure, out, f"figures/rd_{metric}")
         uri = html.data_uri(paths["svg"].read_bytes(), "image/svg+xml")
         links = {fmt: str(path.relative_to(out)) for fmt, path in paths.items()}
         points = " or ".join(sorted({point_key(group) for _, group in rows.groupby("label")}))
@@ -228,7 +228,7 @@ def targets_section(tables, style: dict, out: Path) -> str:
         )
         if table.ident == "equal-quality" and table.records:
             figure = ratio_figure(table.records, list(table.grid.columns), style, table.heading)
-            paths = save_figure(figure, out / "figures" / "bytes_at_equal_quality")
+            paths = save_figure(figure, out, "figures/bytes_at_equal_quality")
             uri = html.data_uri(paths["svg"].read_bytes(), "image/svg+xml")
             links = {fmt: str(path.relative_to(out)) for fmt, path in paths.items()}
             caption = "mean bytes over the anchor's at each quality target, with the bootstrap 95 % CI"
@@ -327,8 +327,7 @@ def visual_section(comparisons, out: Path) -> str:
         )
         for crop in comparison.crops:
             path = out / "crops" / f"{comparison.target:g}bpp_{file_stem(crop.label)}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(crop.png)
+            files.write(out, path.relative_to(out), crop.png)
             if crop.quality is None:
                 caption = "original"
             else:
@@ -338,7 +337,7 @@ def visual_section(comparisons, out: Path) -> str:
                 )
             heatmap = ""
             if crop.heatmap:
-                path.with_name(f"{path.stem}_butteraugli.png").write_bytes(crop.heatmap)
+                files.write(out, f"crops/{path.stem}_butteraugli.png", crop.heatmap)
                 heatmap = (
                     f'<img class="heatmap" src="{html.data_uri(crop.heatmap, "image/png")}" '
                     f'alt="Butteraugli heat map of {html.esc(crop.label)}">'
@@ -383,7 +382,7 @@ def build_report(
     from bench.report.plots import styles
     from bench.report.visual import visual_comparisons
 
-    out.mkdir(parents=True, exist_ok=True)
+    files.make_folder(out)
     labels = list(dict.fromkeys(rows["label"]))
     notes: list[str] = [note for run in runs for note in run.notes]
     anchor = request.anchor or default_anchor(labels + [c.label for c in imported])
@@ -431,5 +430,5 @@ def build_report(
     generated = datetime.now(UTC).isoformat(timespec="seconds")
     subtitle = f"{', '.join(labels)}; runs: {', '.join(r.name for r in runs)}; codec-bench {__version__}, {generated}"
     path = out / "index.html"
-    path.write_text(html.page(f"codec-bench report: {title}", subtitle, sections))
+    files.write(out, "index.html", html.page(f"codec-bench report: {title}", subtitle, sections).encode())
     return path, notes

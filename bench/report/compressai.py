@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench import __version__
+from bench import __version__, files
 from bench.errors import UserError
 from bench.labels import file_stem
 from bench.measures import Metric, all_metrics, held, measures
@@ -130,7 +130,7 @@ def export_compressai(rows: pd.DataFrame, configs: dict[str, dict[str, Any]], ou
 
     ``configs`` maps a label to its run.json codec entry (or {}) and run metadata, for the description.
     """
-    out.mkdir(parents=True, exist_ok=True)
+    files.make_folder(out)
     written = []
     rows = ok_rows(rows)
     keys, registered = export_keys(rows), measures()
@@ -159,6 +159,6 @@ def export_compressai(rows: pd.DataFrame, configs: dict[str, dict[str, Any]], ou
             "results": {key: _finite_or_none(means[column]) for column, key in exported.items()},
         }
         path = out / f"{file_stem(label)}.json"
-        path.write_text(json.dumps(document, indent=2) + "\n")
+        files.write(out, path.name, (json.dumps(document, indent=2) + "\n").encode())
         written.append(path)
     return written

@@ -8,11 +8,13 @@ SVG text is drawn as paths, so the figures need no fonts.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from bench import files
 from bench.measures import all_metrics, measure_label
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
@@ -77,18 +79,19 @@ def _literal(text: str) -> str:
     return text.replace("$", r"\$")
 
 
-def save_figure(figure, base: Path) -> dict[str, Path]:
-    """Write ``base``.png/.svg/.pdf; returns the path of each format."""
+def save_figure(figure, out: Path, base: str) -> dict[str, Path]:
+    """Write out/``base``.png/.svg/.pdf (bench.files: no link below ``out`` followed, atomic); returns the
+    path of each format."""
     from matplotlib import rc_context
 
-    base.parent.mkdir(parents=True, exist_ok=True)
     paths = {}
     with rc_context(STYLE):
         for fmt in FORMATS:
-            path = base.with_suffix(f".{fmt}")
+            buffer = io.BytesIO()
             metadata = {"Date": None} if fmt == "svg" else {"CreationDate": None} if fmt == "pdf" else {}
-            figure.savefig(path, format=fmt, dpi=150, metadata=metadata)
-            paths[fmt] = path
+            figure.savefig(buffer, format=fmt, dpi=150, metadata=metadata)
+            files.write(out, f"{base}.{fmt}", buffer.getvalue())
+            paths[fmt] = out / f"{base}.{fmt}"
     return paths
 
 
