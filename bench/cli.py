@@ -60,7 +60,9 @@ def cli(verbose: bool) -> None:
 @click.option(
     "--device",
     metavar="cpu|cuda|auto",
-    help="Where learned codecs run (codecs with a device option) [default: each catalog entry's, cpu].",
+    help="Where learned codecs run (codecs with a device option) [default: each catalog entry's, cpu]; "
+    "with cuda or auto, the learned perceptual metrics (lpips_alex, lpips_vgg, dists) run on the GPU "
+    "too, where torch sees one.",
 )
 @click.option(
     "--executor",

@@ -72,6 +72,7 @@ class Metric(Measure):
     version: str = "1"  # change it whenever the definition changes: stored values are then stale
     requires: tuple[str, ...] = ()  # importable modules it needs
     cost: str = "cheap"  # cheap (< 0.1 s per 768x512 image), moderate (< 1 s), expensive
+    gpu: bool = False  # computed on the run's GPU when it has one (bench.metric_device), noted per value
     groups: tuple[str, ...] = ()  # "default": computed by every run unless --metrics says otherwise
     summary: bool = False  # shown in the summary of `bench run`
     compared: bool = True  # shown by bd and report when the runs hold it and --metrics names none

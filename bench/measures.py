@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import metric_device
 from bench.errors import UserError
 from bench.measure_types import HIGHER, LOWER, Measure, Metric, MetricUndefined
 from bench.metric_catalog import load_metric_catalog
@@ -518,6 +519,11 @@ def compute(names: Iterable[str], reference: np.ndarray, reconstruction: np.ndar
             values[name] = float(result[name])
         except MetricUndefined as exc:
             values[name], notes[name] = math.nan, f"{name} undefined: {exc}"
+    device = metric_device.current()
+    if device != "cpu":
+        for name in values:
+            if metrics[name].gpu and name not in notes:
+                notes[name] = f"computed on {metric_device.name(device)}"
     versions = {name: metrics[name].current_version() for name in values}
     return values | {VERSIONS_COLUMN: versions, NOTES_COLUMN: notes}
 

@@ -237,9 +237,11 @@ def _perceptual(name: str, label: str, doc: str, reads: str, **declared) -> Metr
         label=label,
         direction=LOWER,
         fmt="{:.4f}",
-        doc=f"{doc}; on the CPU; weights pinned by sha256; lower is better",
+        doc=f"{doc}; on the CPU, or the run's GPU (`--device cuda|auto`) where torch sees one; weights "
+        "pinned by sha256; lower is better",
         reads=reads,
         requires=("torch",),
+        gpu=True,
         groups=("perceptual",),
         ceiling=0.0,
         **declared,

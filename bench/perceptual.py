@@ -1,4 +1,4 @@
-"""Learned perceptual metrics, on the CPU in torch: LPIPS v0.1 (Zhang et al., "The Unreasonable
+"""Learned perceptual metrics in torch, on the CPU or the run's GPU (bench.metric_device): LPIPS v0.1 (Zhang et al., "The Unreasonable
 Effectiveness of Deep Features as a Perceptual Metric", CVPR 2018, doi:10.1109/CVPR.2018.00068) on AlexNet
 and on VGG16, as the lpips 0.1.4 package computes it, and DISTS (Ding et al., "Image Quality Assessment:
 Unifying Structure and Texture Similarity", TPAMI 2022, doi:10.1109/TPAMI.2020.3045810), as DISTS_pytorch
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bench import metric_device
 from bench.measure_types import check_rgb_pair
 
 if TYPE_CHECKING:
@@ -220,6 +221,19 @@ def lpips_layers(weights: WeightFile) -> tuple[list[tuple[Tensor, Tensor]], list
     return torch_layers(numpy_pickle(data, str(path)), weights, str(path))
 
 
+@cache
+def _lpips_on(weights: WeightFile, device: str) -> tuple[list[tuple[Tensor, Tensor]], list[Tensor]]:
+    """``lpips_layers`` on ``device`` (one copy per device and process)."""
+    convs, linear = lpips_layers(weights)
+    return [(w.to(device), b.to(device)) for w, b in convs], [lin.to(device) for lin in linear]
+
+
+@cache
+def _dists_on(device: str) -> tuple[Tensor, Tensor]:
+    alpha, beta = dists_weights()
+    return alpha.to(device), beta.to(device)
+
+
 def torch_layers(
     arrays: dict[str, np.ndarray], weights: WeightFile, where: str
 ) -> tuple[list[tuple[Tensor, Tensor]], list[Tensor]]:
@@ -306,10 +320,11 @@ def vgg16_features(
 
 
 def _as_batch(image: np.ndarray) -> Tensor:
-    """1 x 3 x H x W float32 (contiguous) of an H x W x 3 array."""
+    """1 x 3 x H x W float32 (contiguous) of an H x W x 3 array, on the metrics' device."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))[None]
+    batch = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))[None]
+    return batch.to(metric_device.current())
 
 
 def _lpips(weights: WeightFile, reference: np.ndarray, reconstruction: np.ndarray) -> float:
@@ -318,8 +333,12 @@ def _lpips(weights: WeightFile, reference: np.ndarray, reconstruction: np.ndarra
     import torch
     import torch.nn.functional as F
 
-    convs, linear = lpips_layers(weights)
-    shift, scale = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1) for v in (LPIPS_SHIFT, LPIPS_SCALE))
+    device = metric_device.current()
+    convs, linear = _lpips_on(weights, device)
+    shift, scale = (
+        torch.tensor(v, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        for v in (LPIPS_SHIFT, LPIPS_SCALE)
+    )
 
     def features(image: np.ndarray) -> list[Tensor]:
         x = _as_batch(image / 127.5 - 1.0).to(memory_format=torch.channels_last)  # as lpips.im2tensor's
@@ -347,7 +366,7 @@ def _l2_pool(x: Tensor) -> Tensor:
     import torch
     import torch.nn.functional as F
 
-    taps = torch.tensor([0.5, 1.0, 0.5])
+    taps = torch.tensor([0.5, 1.0, 0.5], device=x.device)
     window = taps[:, None] * taps[None, :]
     window = (window / window.sum())[None, None].repeat(x.shape[1], 1, 1, 1)
     return (F.conv2d(x**2, window, stride=2, padding=1, groups=x.shape[1]) + 1e-12).sqrt()
@@ -372,9 +391,12 @@ def dists(reference: np.ndarray, reconstruction: np.ndarray) -> float:
     import torch
 
     check_rgb_pair(reference, reconstruction, 1, "DISTS")
-    convs, _ = lpips_layers(VGG16)
-    alpha, beta = dists_weights()
-    mean, std = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1) for v in (DISTS_MEAN, DISTS_STD))
+    device = metric_device.current()
+    convs, _ = _lpips_on(VGG16, device)
+    alpha, beta = _dists_on(device)
+    mean, std = (
+        torch.tensor(v, dtype=torch.float32, device=device).view(1, 3, 1, 1) for v in (DISTS_MEAN, DISTS_STD)
+    )
 
     def features(image: np.ndarray) -> list[Tensor]:
         x = (

@@ -397,6 +397,7 @@ def _task(plan: RunPlan, image: datasets.ImageInfo, codec: CodecRecord, quality:
         versions=codec.versions,
         resources=codec.resources,
         metrics=tuple(plan.metrics),
+        metrics_device=plan.request.device or "cpu",
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from bench import codec as hooks
-from bench import measures, metrics
+from bench import measures, metric_device, metrics
 from bench.catalog import CatalogEntry
 from bench.codec import Codec, open_codec
 from bench.images import load_image, pixel_sha256
@@ -49,6 +49,7 @@ class Task:
     target: str = ""  # the search target the row answers ("bpp=0.25"), empty at fixed qualities
     probe: bool = False  # a search's probe: encode only, plus decode and ``metrics`` when they are given
     search: dict[str, Any] = field(default_factory=dict)  # the row's target columns (target_met, ...)
+    metrics_device: str = "cpu"  # the run's --device: where GPU-capable metrics compute (bench.metric_device)
 
     @property
     def key(self) -> tuple[str, str, str, float, str]:
@@ -94,6 +95,12 @@ def _warm_up(task: Task, codec: Codec, image: np.ndarray) -> None:
         _warm.add(task.config_hash)
 
 
+def _metrics(task: Task, image: np.ndarray, reconstruction: np.ndarray) -> dict[str, Any]:
+    """The task's metrics of one pair (bench.measures.compute) on the device its run asked for."""
+    with metric_device.computing_on(metric_device.resolve(task.metrics_device)):
+        return measures.compute(task.metrics, image, reconstruction)
+
+
 def base_row(task: Task) -> dict[str, Any]:
     """The row's identity and settings, before anything runs."""
     return {
@@ -127,7 +134,7 @@ def run_probe(task: Task, image: np.ndarray) -> dict[str, Any]:
     row = {"bytes": len(data)}
     if task.metrics:
         reconstruction = codec.decode(bytes(data), (task.height, task.width))
-        row.update(measures.merged({}, measures.compute(task.metrics, image, reconstruction)))
+        row.update(measures.merged({}, _metrics(task, image, reconstruction)))
     return row | {"probe_s": time.perf_counter() - start}
 
 
@@ -168,7 +175,7 @@ def run_task(task: Task, image_file: bytes | None = None) -> dict[str, Any]:
                 f"decoder returned {reconstruction.dtype} {reconstruction.shape}, expected uint8 {expected}"
             )
         start = time.perf_counter()
-        row.update(measures.merged({}, measures.compute(task.metrics, image, reconstruction)))
+        row.update(measures.merged({}, _metrics(task, image, reconstruction)))
         row["metric_s"] = time.perf_counter() - start
         megapixels = task.width * task.height / 1e6
         row.update(

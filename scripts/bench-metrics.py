@@ -9,7 +9,10 @@ thread before it is imported; each image's first call is untimed (imports, set-u
 medians over the images. The target for the default set: all together in at most 1.2 s per 768x512
 image.
 
-    BENCH_DATA_DIR=DATA scripts/bench-metrics.py --images 4 [--metrics +perceptual]
+    BENCH_DATA_DIR=DATA scripts/bench-metrics.py --images 4 [--metrics +perceptual] [--device cuda]
+
+With ``--device cuda`` the metrics that can (bench.metric_device) compute on the GPU, as in `bench run
+--device cuda`, and the script also gives each one's largest difference from its CPU value.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench import measures
+from bench import measures, metric_device
 from bench.datasets import default_data_dir
 
 TARGET_S = 1.2
@@ -45,7 +48,7 @@ def pair(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def seconds(names: list[str], reference: np.ndarray, reconstruction: np.ndarray) -> float:
     start = time.perf_counter()
-    measures.compute(names, reference, reconstruction)
+    measures.compute(names, reference, reconstruction)  # each value is read back: the GPU has finished
     return time.perf_counter() - start
 
 
@@ -55,8 +58,12 @@ def main() -> None:
     parser.add_argument(
         "--metrics", help="metrics to time, as bench run --metrics (default: the default set)"
     )
+    parser.add_argument(
+        "--device", default="cpu", help="cpu, cuda, auto: as bench run --device (default cpu)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
+    device = metric_device.resolve(args.device)
     asked = measures.with_sources(measures.resolve_metrics(args.metrics, measures.default_metrics()))
     left_out = sorted(measures.unavailable_here(asked))
     chosen = [name for name in asked if name not in left_out]
@@ -71,13 +78,20 @@ def main() -> None:
         raise SystemExit("no Kodak image: set BENCH_DATA_DIR to the folder holding kodak/")
     timings: dict[str, list[float]] = {"+".join(names): [] for names in parts.values()}
     totals = []
+    gpu = [name for name in chosen if metrics[name].gpu] if device != "cpu" else []
+    differences: dict[str, float] = dict.fromkeys(gpu, 0.0)
     for path in kodak:
         reference, reconstruction = pair(path)
-        seconds(chosen, reference, reconstruction)  # untimed first call
-        for names in parts.values():
-            timings["+".join(names)].append(seconds(names, reference, reconstruction))
-        totals.append(seconds(chosen, reference, reconstruction))
-    print(f"{len(kodak)} Kodak images vs Pillow q50, on one CPU; median seconds per image")
+        with metric_device.computing_on(device):
+            on_device = measures.compute(chosen, reference, reconstruction)  # untimed first call
+            for names in parts.values():
+                timings["+".join(names)].append(seconds(names, reference, reconstruction))
+            totals.append(seconds(chosen, reference, reconstruction))
+        on_cpu = measures.compute(gpu, reference, reconstruction)
+        for name in gpu:
+            differences[name] = max(differences[name], abs(on_device[name] - on_cpu[name]))
+    where = "one CPU" if device == "cpu" else f"one CPU and {metric_device.name(device)}"
+    print(f"{len(kodak)} Kodak images vs Pillow q50, on {where}; median seconds per image")
     for label, values in timings.items():
         print(f"  {statistics.median(values):7.3f}  {label}")
     total = statistics.median(totals)
@@ -87,6 +101,8 @@ def main() -> None:
         else ""
     )
     print(f"  {total:7.3f}  all of them together{target}")
+    for name, difference in differences.items():
+        print(f"  {name}: largest difference from its CPU value {difference:.2e}")
     if left_out:
         print(f"left out (unavailable here): {', '.join(left_out)}")
 

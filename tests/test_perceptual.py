@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from bench import measures, perceptual
+from bench import measures, metric_device, perceptual
 from bench.measure_types import LOWER
 from bench.perceptual import ALEXNET, VGG16, WeightFile, WeightsUnavailable
 from tests.conftest import skip_or_fail
@@ -62,6 +62,25 @@ def test_kodim01_against_pillow_q50_gives_the_reference_packages_values(weights,
     row = measures.compute(NAMES, *kodim01_q50)
     assert {name: row[name] for name in NAMES} == pytest.approx(REFERENCE, abs=1e-4)
     assert row["metric_versions"] == dict.fromkeys(NAMES, "1") and row["metric_notes"] == {}
+
+
+def test_the_metrics_device_moves_every_tensor_and_a_gpu_value_says_where(weights, monkeypatch):
+    """On another device the same weights give the same values, and the note names the device. Run here
+    on the CPU as device "cpu:0" (torch's CPU by another name: every tensor goes through .to(device));
+    scripts/bench-metrics.py --device cuda compares the GPU's values with the CPU's where one is."""
+    pair = jpeg_pair(96, 128)
+    on_cpu = measures.compute(NAMES, *pair)
+    with metric_device.computing_on("cpu:0"):
+        moved = measures.compute([*NAMES, "psnr_rgb"], *pair)
+    assert {name: moved[name] for name in NAMES} == {name: on_cpu[name] for name in NAMES}
+    assert moved["metric_notes"] == dict.fromkeys(NAMES, "computed on cpu:0")  # psnr_rgb has no device
+
+
+def test_a_run_asking_for_a_gpu_computes_where_torch_sees_one(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert [metric_device.resolve(asked) for asked in (None, "cpu", "auto", "cuda")] == ["cpu"] * 4
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert [metric_device.resolve(asked) for asked in ("cpu", "auto", "cuda:1")] == ["cpu", "cuda", "cuda:1"]
 
 
 def test_identical_images_give_0_exactly_for_lpips_and_within_a_float32_step_for_dists(weights):
