@@ -10,6 +10,7 @@
 # $OUT gets at most 7 files, each under 16 MiB: master-0.pt, master-1.pt, round.json, log.csv,
 # speed.json, train.txt, smoke.txt. The whole script keeps within LIMIT seconds (default 590: run it
 # with timeout_s 600); TRAIN_SECONDS is cut to fit, with 45 s to spare for writing the master.
+# FLAGS="--bf16 --channels-last" (say) skips the speed comparison and trains with those flags.
 # Usage: scripts/lic-gpu-round.sh TRAIN_SECONDS
 # A CPU dry run of the whole script (seconds of training, full-size model from the shipped weights):
 #   PY=/work/main/.venv/bin/python DEVICE=cpu OUT=/tmp/round-out EXTRA="--batch 2 --crop 64 --steps 6" \
@@ -44,11 +45,15 @@ smoke=$?
 tail -c 400 "$out/smoke.txt"; echo
 [ "$smoke" = 0 ] && [ -f /tmp/lic-smoke/round.json ] || { echo "smoke test failed (exit $smoke)"; exit 1; }
 
-# 2. the training configurations side by side; the pick's flags
-timeout 240 $PY scripts/lic-train-speed.py --data "$PACK" --device "$DEVICE" --budget "$budget" \
-  --json "$out/speed.json" "${speed[@]}" 2>&1 | grep -v Warning
-flags=$($PY -c 'import json, sys; print(" ".join(json.load(open(sys.argv[1]))["pick"]["flags"]))' "$out/speed.json" 2>/dev/null) \
-  || { flags=""; echo "no speed comparison: training eager fp32"; }
+# 2. the training configurations side by side, and the pick's flags (FLAGS="--bf16 ..." skips this)
+if [ -n "${FLAGS+set}" ]; then
+  flags=$FLAGS
+else
+  timeout 240 $PY scripts/lic-train-speed.py --data "$PACK" --device "$DEVICE" --budget "$budget" \
+    --json "$out/speed.json" "${speed[@]}" 2>&1 | grep -v Warning
+  flags=$($PY -c 'import json, sys; print(" ".join(json.load(open(sys.argv[1]))["pick"]["flags"]))' "$out/speed.json" 2>/dev/null) \
+    || { flags=""; echo "no speed comparison: training eager fp32"; }
+fi
 
 # 3. the round, cut to what is left of LIMIT
 left=$((limit - (SECONDS - started) - 45))
