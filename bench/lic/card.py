@@ -125,3 +125,11 @@ def write_card(directory: Path = weights.WEIGHTS_DIR) -> Path:
     )
     card.write_text(head + RESULTS_MARKER + kept)
     return card
+
+
+if (
+    __name__ == "__main__"
+):  # python -m bench.lic.card [DIR]: regenerate DIR/MODEL_CARD.md (default codecs/lic)
+    import sys
+
+    print(write_card(Path(sys.argv[1]) if len(sys.argv) > 1 else weights.WEIGHTS_DIR))
