@@ -39,7 +39,7 @@ read -ra speed <<< "${SPEED:-}"
 common=(--data "$PACK" --init "$INIT" --device "$DEVICE" --threads 4 --lr "$LR" --warmup "$WARMUP")
 echo "round from $INIT on $PACK (sha256 $(sha256sum "$PACK" | cut -c1-16)), lr $LR, warm-up $WARMUP steps"
 
-# 1. smoke test: 20 steps of the real configuration
+# 1. smoke test: 20 steps on the real data from the real init (eager: the flags are picked next)
 timeout 90 $PY -m bench.lic.train "${common[@]}" --steps 20 --out /tmp/lic-smoke "${extra[@]}" > "$out/smoke.txt" 2>&1
 smoke=$?
 tail -c 400 "$out/smoke.txt"; echo

@@ -373,6 +373,8 @@ def test_decision_follows_the_sign_of_the_mean_bd_rate():
     assert select.decide([-2.0, 1.0]) == (-0.5, True)
     assert select.decide([1.0, -0.5]) == (0.25, False)
     assert select.decide([0.0, 0.0]) == (0.0, False)
+    assert select.decide([-0.3, -0.1], margin=0.5) == (pytest.approx(-0.2), False)
+    assert select.decide([-0.9, -0.3], margin=0.5) == (pytest.approx(-0.6), True)
     mean, ship = select.decide([math.nan, -5.0])
     assert math.isnan(mean) and not ship
     shipped = [(0.2, 26.0), (0.4, 29.0), (0.8, 32.0), (1.6, 34.0)]
