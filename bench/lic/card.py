@@ -1,7 +1,8 @@
 """codecs/lic/MODEL_CARD.md: what each shipped model is, how it was trained, what it costs.
 
 ``write_card`` regenerates the part above the measured-results marker from the weights files
-(training metadata, parameter counts, kMAC per pixel counted with torch's FlopCounterMode) and keeps
+(training metadata with its rounds and their totals, parameter counts, kMAC per pixel counted with
+torch's FlopCounterMode) and keeps
 the measured results below the marker as they are: those come from `bench run` and `bench bd` on
 Kodak, on a machine with the codec libraries, and are recorded there with the commands that made them.
 """
@@ -13,8 +14,38 @@ from pathlib import Path
 
 from bench.complexity import kmac_per_pixel
 from bench.lic import integer, weights
+from bench.lic.round import rounds_of
 
 RESULTS_MARKER = "<!-- measured results: kept as they are when the card is regenerated -->"
+
+
+def _data(data: dict) -> str:
+    if "pack" in data:
+        return f"pack {data['pack']} (sha256 {data['sha256'][:16]}, {data['photos']} photographs)"
+    return f"folder {data['folder']} ({data['photos']} photographs)"
+
+
+def rounds_text(training: dict) -> list[str]:
+    """The training rounds' totals, then one line per round."""
+    rounds = rounds_of(training)
+    gpu_s = sum(r["seconds"] for r in rounds if r["device"] != "cpu")
+    cpu_s = sum(r["seconds"] for r in rounds if r["device"] == "cpu")
+    on_cpu = f" and {cpu_s:.0f} s on a CPU" if cpu_s else ""
+    totals = (
+        f"- Training rounds: {len(rounds)}, {sum(r['steps'] for r in rounds)} steps in all, "
+        f"{gpu_s:.0f} s of GPU time{on_cpu} (wall time of each round, start-up included); "
+        "each round starts Adam afresh from the previous round's parameters:"
+    )
+    lines = [totals]
+    for number, entry in enumerate(rounds, 1):
+        speed = f" ({entry['steps_per_s']:.1f} steps/s)" if "steps_per_s" in entry else ""
+        flags = [flag for flag in ("bf16", "channels_last", "compile") if entry.get(flag)]
+        lines.append(
+            f"  - round {number}: {entry['steps']} steps in {entry['seconds']:.0f} s on {entry['device']}{speed}, "
+            f"lr {entry['lr']:g} ({entry['schedule']}), data {_data(entry['data'])}"
+            + (f", {', '.join(flags)}" if flags else "")
+        )
+    return lines
 
 
 def _section(path: Path) -> str:
@@ -40,12 +71,13 @@ def _section(path: Path) -> str:
             ),
             f"- Distortion {meta['distortion']}; lambdas (quality index 0 to {len(meta['lambdas']) - 1}): {lambdas}.",
             (
-                f"- Trained {training['steps']} steps, batch {training['batch']} of {training['crop']}x{training['crop']} "
+                f"- Last round: {training['steps']} steps, batch {training['batch']} of {training['crop']}x{training['crop']} "
                 f"random crops with flips, Adam lr {training['lr']:g} ({training['schedule']} schedule), gradient clip "
                 f"{training['clip']:g}, seed {training['seed']}, on {training['device']} in {training['wall_s']:.0f} s of wall time "
                 f"(torch {training['torch']}); data: {training['images']} photographs of the `train` set "
                 f"({training['val_images']} more held out for validation); never Kodak."
             ),
+            *rounds_text(training),
             f"- Parameters: {sum(parameters.values()):,} ("
             + ", ".join(f"{k} {v:,}" for k, v in parameters.items())
             + "), stored in fp16.",
@@ -93,3 +125,11 @@ def write_card(directory: Path = weights.WEIGHTS_DIR) -> Path:
     )
     card.write_text(head + RESULTS_MARKER + kept)
     return card
+
+
+if (
+    __name__ == "__main__"
+):  # python -m bench.lic.card [DIR]: regenerate DIR/MODEL_CARD.md (default codecs/lic)
+    import sys
+
+    print(write_card(Path(sys.argv[1]) if len(sys.argv) > 1 else weights.WEIGHTS_DIR))

@@ -52,6 +52,13 @@ def _no_check(name: str, values: Tensor) -> None:
     """The default ``check`` of decompress: accept every integer map."""
 
 
+def in_float32(entropy_model: nn.Module, *inputs: Tensor, **named: Tensor):
+    """Call an entropy model on float32 inputs with autocast off: its likelihoods, and so the rate, stay
+    float32 wherever training runs the transforms in bfloat16."""
+    with torch.autocast(inputs[0].device.type, enabled=False):
+        return entropy_model(*(t.float() for t in inputs), **{k: v.float() for k, v in named.items()})
+
+
 class GainedModel(CompressionModel):
     """Shared parts: the transforms, the per-rate gains on the latent, and the coding steps.
 
@@ -164,7 +171,7 @@ class Factorized(GainedModel):
     def forward(self, x: Tensor, level: Tensor) -> dict:
         gain, inverse = self.gains(level)
         y = self.g_a(x) * gain
-        y_hat, y_likelihoods = self.entropy_bottleneck(y)
+        y_hat, y_likelihoods = in_float32(self.entropy_bottleneck, y)
         return {"x_hat": self.g_s(y_hat * inverse), "likelihoods": {"y": y_likelihoods}}
 
     def _medians(self) -> Tensor:
@@ -226,9 +233,9 @@ class Hyperprior(GainedModel):
     def forward(self, x: Tensor, level: Tensor) -> dict:
         gain, inverse = self.gains(level)
         y = self.g_a(x) * gain
-        z_hat, z_likelihoods = self.entropy_bottleneck(self.h_a(y))
+        z_hat, z_likelihoods = in_float32(self.entropy_bottleneck, self.h_a(y))
         scales, means = self.h_s(z_hat).chunk(2, 1)
-        y_hat, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
+        y_hat, y_likelihoods = in_float32(self.gaussian_conditional, y, scales, means=means)
         return {"x_hat": self.g_s(y_hat * inverse), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
     def scale_path(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:

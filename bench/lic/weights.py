@@ -36,7 +36,7 @@ def default_path(architecture: str) -> Path:
     return WEIGHTS_DIR / f"{architecture}.pt"
 
 
-def _rounded(model: GainedModel) -> dict[str, torch.Tensor]:
+def rounded_state(model: GainedModel) -> dict[str, torch.Tensor]:
     """The state with the parameters in fp16; buffers (bounds, scale table, coding tables) as they are."""
     parameters = {name for name, _ in model.named_parameters()}
     return {k: v.half() if k in parameters else v for k, v in model.state_dict().items()}
@@ -97,14 +97,14 @@ def export(
     """Round the parameters to fp16, rebuild the coding tables and the integer program, save; the sha256."""
     model = model.cpu().eval()
     model.program = None
-    model.load_state_dict(_as_float32(_rounded(model)))
+    model.load_state_dict(_as_float32(rounded_state(model)))
     model.update(force=True)
     payload = {
         "config": model.config(),
         "lambdas": list(lambdas),
         "distortion": distortion,
         "training": training,
-        "state_dict": _rounded(model),
+        "state_dict": rounded_state(model),
         "integer": model.build_program(calibration),
     }
     path.parent.mkdir(parents=True, exist_ok=True)

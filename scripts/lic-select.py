@@ -1,0 +1,135 @@
+#!/usr/bin/env python
+"""The shipping decision for a lic candidate, on the held-out training photographs (never Kodak).
+
+Encodes and decodes each held-out photograph (the last 8 of the training folder by name, which no
+round trains on) with the real lic codec (bench.lic.codec, exact decoder, real bitstreams) at every
+rung of the ladder, with the shipped weights and with the candidate. Per photograph, the BD-rate of the
+candidate against the shipped weights on psnr_rgb (bench.bd, pchip, each curve cut to its monotone
+points), then the mean: SHIP only when every photograph's BD-rate is defined and the mean is negative
+(the candidate needs fewer bits for the same quality), or below -PERCENT with --margin PERCENT;
+otherwise NO. Also prints each model's top-of-ladder PSNR, the mean over the photographs (issue 21
+asks 36 dB on Kodak of the top rung).
+
+    scripts/lic-select.py CANDIDATE.pt [--shipped codecs/lic/hyperprior.pt] [--data TRAIN_FOLDER]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from bench.bd import bd_rate, monotone_points
+from bench.lic import pack
+from bench.lic.codec import LicCodec
+from bench.lic.round import held_out_photos
+from bench.lic.weights import default_path
+from bench.metrics import bpp, psnr_rgb
+
+Curve = list[tuple[float, float]]  # (bpp, psnr_rgb) per rung
+
+
+def curves(weights: Path, images: list[np.ndarray], threads: int = 1) -> list[Curve]:
+    """Each image's (bpp, psnr_rgb) at every rung of the ladder, through real bitstreams."""
+    codec = LicCodec("lic", {"weights": str(weights), "threads": threads})
+    problem = codec.available()
+    if problem:
+        raise SystemExit(f"{weights}: {problem}")
+    result = []
+    for image in images:
+        height, width = image.shape[:2]
+        points = []
+        for level in range(int(codec.knob().high) + 1):
+            encoded = codec.encode(image, level)
+            points.append(
+                (bpp(len(encoded), height, width), psnr_rgb(image, codec.decode(encoded, (height, width))))
+            )
+        result.append(points)
+    return result
+
+
+def image_bd_rate(shipped: Curve, candidate: Curve) -> float:
+    """BD-rate (percent) of the candidate against the shipped weights on one image; NaN if undefined."""
+
+    def monotone(curve: Curve) -> Curve:
+        rates, qualities = zip(*curve, strict=True)
+        return [point for point, keep in zip(curve, monotone_points(rates, qualities), strict=True) if keep]
+
+    return bd_rate(monotone(shipped), monotone(candidate))
+
+
+def decide(bd_rates: list[float], margin: float = 0.0) -> tuple[float, bool]:
+    """The mean BD-rate, and whether to ship: every BD-rate defined and their mean below ``-margin``
+    percent (negative, with the default margin 0)."""
+    mean = float(np.mean(bd_rates)) if bd_rates else math.nan
+    return mean, bool(bd_rates) and all(math.isfinite(v) for v in bd_rates) and mean < -margin
+
+
+def top_psnr(per_image: list[Curve]) -> float:
+    """Mean psnr_rgb of the top rung over the images."""
+    return float(np.mean([curve[-1][1] for curve in per_image]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="scripts/lic-select.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "candidate", type=Path, help="exported candidate weights (python -m bench.lic.round assemble)"
+    )
+    parser.add_argument(
+        "--shipped", type=Path, default=default_path("hyperprior"), help="default: %(default)s"
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("BENCH_DATA_DIR", "datasets")) / "train",
+        help="the training photographs; their last --held-out are measured (default: $BENCH_DATA_DIR/train)",
+    )
+    parser.add_argument("--held-out", type=int, default=pack.HELD_OUT)
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=0.0,
+        metavar="PERCENT",
+        help="ship only when the mean BD-rate is below -PERCENT (default 0: any negative mean)",
+    )
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="write every point and the decision here")
+    args = parser.parse_args(argv)
+    meta = torch.load(args.candidate, map_location="cpu", weights_only=True)
+    paths = held_out_photos(meta, args.data, args.held_out)
+    images = []
+    for path in paths:
+        with Image.open(path) as image:
+            images.append(np.array(image.convert("RGB")))
+    shipped = curves(args.shipped, images, args.threads)
+    candidate = curves(args.candidate, images, args.threads)
+    rates = [image_bd_rate(s, c) for s, c in zip(shipped, candidate, strict=True)]
+    for path, rate in zip(paths, rates, strict=True):
+        print(f"{path.name}: BD-rate {rate:+.2f} % (psnr_rgb, candidate against shipped)")
+    mean, ship = decide(rates, args.margin)
+    print(
+        f"top of the ladder, mean psnr_rgb: shipped {top_psnr(shipped):.2f} dB, candidate {top_psnr(candidate):.2f} dB"
+    )
+    better = sum(rate < 0 for rate in rates)
+    print(
+        f"mean BD-rate {mean:+.2f} % over {len(rates)} held-out photographs ({better} better, "
+        f"from {min(rates):+.2f} to {max(rates):+.2f} %), margin {args.margin:g} %: {'SHIP' if ship else 'NO'}"
+    )
+    if args.json:
+        names = [path.name for path in paths]
+        points = {
+            "shipped": dict(zip(names, shipped, strict=True)),
+            "candidate": dict(zip(names, candidate, strict=True)),
+        }
+        decision = {"bd_rates": dict(zip(names, rates, strict=True)), "mean": mean, "ship": ship}
+        args.json.write_text(json.dumps(decision | {"points": points}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
