@@ -31,6 +31,9 @@ PR_SET_PDEATHSIG = 1
 PR_GET_DUMPABLE = 3  # asked only to learn whether prctl works
 PR_SET_CHILD_SUBREAPER = 36
 SWEEP_ROUNDS = 50  # kill rounds: a process may start another while its marked relatives are killed
+# A call that left processes behind is swept again until this many sweeps, SETTLE_S apart, find none:
+# a child forked while a sweep reads /proc may be missing from it (proc(5): the children file).
+SETTLE_SWEEPS, SETTLE_S = 3, 0.01
 REAP_S = 2.0  # how long a killed descendant may take to become this process's zombie
 PROC = Path("/proc")
 
@@ -163,11 +166,15 @@ def kill_left_behind(name: str, value: str) -> None:
     """Kill every process left behind that carries ``name=value``: this subreaper's descendants, else
     (no subreaper here) every process of this machine that can be read."""
     killed: list[int] = []
+    quiet = 0
     for _ in range(SWEEP_ROUNDS):
         found = _kill(carrying(name, value, descendants() if adopt_orphans() else _all_pids()))
-        if not found:
-            break
         killed += found
+        quiet = 0 if found else quiet + 1
+        if quiet > (SETTLE_SWEEPS if killed else 0):
+            break
+        if not found:
+            time.sleep(SETTLE_S)
     if adopt_orphans():
         _reap(killed)
 
