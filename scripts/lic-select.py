@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from bench.bd import bd_rate, monotone_points
 from bench.lic import pack
 from bench.lic.codec import LicCodec
 from bench.lic.round import held_out_photos
+from bench.lic.train import load_photos
 from bench.lic.weights import default_path
 from bench.metrics import bpp, psnr_rgb
 
@@ -103,10 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     meta = torch.load(args.candidate, map_location="cpu", weights_only=True)
     paths = held_out_photos(meta, args.data, args.held_out)
-    images = []
-    for path in paths:
-        with Image.open(path) as image:
-            images.append(np.array(image.convert("RGB")))
+    images = load_photos(paths)
     shipped = curves(args.shipped, images, args.threads)
     candidate = curves(args.candidate, images, args.threads)
     rates = [image_bd_rate(s, c) for s, c in zip(shipped, candidate, strict=True)]
