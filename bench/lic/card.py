@@ -2,9 +2,9 @@
 
 ``write_card`` regenerates the part above the measured-results marker from the weights files
 (training metadata with its rounds and their totals, parameter counts, kMAC per pixel counted with
-torch's FlopCounterMode) and keeps
-the measured results below the marker as they are: those come from `bench run` and `bench bd` on
-Kodak, on a machine with the codec libraries, and are recorded there with the commands that made them.
+torch's FlopCounterMode) and keeps the measured results below the marker as they are: those come from
+`bench run` and `bench bd` on Kodak, on a machine with the codec libraries, and are recorded there with
+the commands that made them.
 """
 
 from __future__ import annotations
@@ -127,9 +127,12 @@ def write_card(directory: Path = weights.WEIGHTS_DIR) -> Path:
     return card
 
 
-if (
-    __name__ == "__main__"
-):  # python -m bench.lic.card [DIR]: regenerate DIR/MODEL_CARD.md (default codecs/lic)
+def main(argv: list[str]) -> None:
+    """``python -m bench.lic.card [DIR]``: regenerate DIR/MODEL_CARD.md (default codecs/lic)."""
+    print(write_card(Path(argv[0]) if argv else weights.WEIGHTS_DIR))
+
+
+if __name__ == "__main__":
     import sys
 
-    print(write_card(Path(sys.argv[1]) if len(sys.argv) > 1 else weights.WEIGHTS_DIR))
+    main(sys.argv[1:])
