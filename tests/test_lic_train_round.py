@@ -278,6 +278,12 @@ def test_master_parts_are_under_the_limit_and_reassemble_exactly(tmp_path):
             t.dtype in (torch.float32, torch.int32) for t in torch.load(tmp_path / part["file"]).values()
         )
     assert states_equal(rounds.read_master(tmp_path)[0].state_dict(), model.state_dict())
+    # round.json is data: a part named outside its folder is refused before anything is read
+    document = json.loads((tmp_path / "round.json").read_text())
+    document["parts"][0]["file"] = "../elsewhere/master-0.pt"
+    (tmp_path / "round.json").write_text(json.dumps(document))
+    with pytest.raises(SystemExit, match="is not a file of"):
+        rounds.read_master(tmp_path)
 
 
 def test_split_state_keeps_order_and_refuses_a_tensor_over_the_limit():

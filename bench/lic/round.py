@@ -95,6 +95,8 @@ def read_master(folder: Path) -> tuple[GainedModel, dict[str, Any]]:
     record = json.loads((folder / RECORD).read_text())
     state: dict[str, torch.Tensor] = {}
     for part in record["parts"]:
+        if Path(part["file"]).name != part["file"]:
+            raise SystemExit(f"{folder / RECORD}: part {part['file']!r} is not a file of {folder}")
         path = folder / part["file"]
         if pack.file_sha256(path) != part["sha256"]:
             raise SystemExit(f"{path}: sha256 differs from {RECORD}'s: an incomplete or altered part")
