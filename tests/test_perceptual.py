@@ -76,6 +76,20 @@ def test_the_metrics_device_moves_every_tensor_and_a_gpu_value_says_where(weight
     assert moved["metric_notes"] == dict.fromkeys(NAMES, "computed on cpu:0")  # psnr_rgb has no device
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_on_another_device_no_tensor_is_left_on_the_cpu(weights, name):
+    """What "cpu:0" cannot show: torch's meta device, like CUDA, refuses a CPU tensor in an elementwise op,
+    so each metric computed there must reach its final float() (which meta cannot give) with every
+    weight and input on the device."""
+    with metric_device.computing_on("meta"), pytest.raises(RuntimeError) as failure:
+        measures.all_metrics()[name].compute(*jpeg_pair(40, 48))
+    assert str(failure.value) == "Tensor.item() cannot be called on meta tensors"
+    weights = perceptual.ALEXNET if name == "lpips_alex" else perceptual.VGG16
+    convs, linear = perceptual._lpips_on(weights, "meta")
+    assert {t.device.type for pair in convs for t in pair} | {t.device.type for t in linear} == {"meta"}
+    assert {t.device.type for t in perceptual._dists_on("meta")} == {"meta"}
+
+
 def test_a_run_asking_for_a_gpu_computes_where_torch_sees_one(monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     assert [metric_device.resolve(asked) for asked in (None, "cpu", "auto", "cuda")] == ["cpu"] * 4
