@@ -374,14 +374,19 @@ def test_assemble_refuses_other_held_out_photographs(first_round, photos, tmp_pa
 # the shipping decision
 
 
-def test_decision_follows_the_sign_of_the_mean_bd_rate():
+def test_decision_ships_only_when_the_whole_interval_of_the_mean_is_negative():
     select = script("lic-select")
-    assert select.decide([-2.0, 1.0]) == (-0.5, True)
-    assert select.decide([1.0, -0.5]) == (0.25, False)
-    assert select.decide([0.0, 0.0]) == (0.0, False)
-    assert select.decide([-0.3, -0.1], margin=0.5) == (pytest.approx(-0.2), False)
-    assert select.decide([-0.9, -0.3], margin=0.5) == (pytest.approx(-0.6), True)
-    mean, ship = select.decide([math.nan, -5.0])
+    rates = [-3.0, -1.0, -2.5, -0.5, -2.0, -1.5, -4.0, -1.0]
+    mean, (low, high), ship = select.decide(rates)
+    assert mean == pytest.approx(-1.9375) and low < mean < high < 0 and ship
+    assert (low, high) == select.bootstrap_ci(np.asarray(rates))
+    # a negative mean that one photograph's gain makes (the interval reaches past 0) is noise: NO
+    mean, (low, high), ship = select.decide([-8.0, 0.5, 0.2, 0.4, 0.1, 0.3, 0.6, 0.2])
+    assert mean < 0 < high and not ship
+    assert select.decide([0.0] * 8) == (0.0, (0.0, 0.0), False)
+    assert select.decide([-0.3, -0.1, -0.2, -0.25], margin=0.5)[2] is False
+    assert select.decide([-0.9, -0.7, -0.8, -0.75], margin=0.5)[2] is True
+    mean, _, ship = select.decide([math.nan, -5.0])  # an undefined BD-rate: never SHIP
     assert math.isnan(mean) and not ship
     shipped = [(0.2, 26.0), (0.4, 29.0), (0.8, 32.0), (1.6, 34.0)]
     cheaper = [(rate * 0.9, quality) for rate, quality in shipped]  # the same quality for 10 % fewer bits
@@ -411,8 +416,9 @@ def test_select_on_two_tiny_models_gives_bd_rates_and_the_decision_their_mean_sa
     decision = json.loads(out.read_text())
     rates = list(decision["bd_rates"].values())
     assert len(rates) == 8 and any(math.isfinite(v) for v in rates)
-    mean, ship = select.decide(rates)
-    assert decision["ship"] is ship and ship == (all(math.isfinite(v) for v in rates) and mean < 0)
+    mean, (low, high), ship = select.decide(rates)
+    assert decision["ship"] is ship and ship == (all(math.isfinite(v) for v in rates) and high < 0)
+    np.testing.assert_equal([decision["mean"], *decision["ci"]], [mean, low, high])  # NaN where undefined
     said = capsys.readouterr().out.splitlines()
     assert said[-1].endswith(": SHIP" if ship else ": NO")
     assert said[-2].startswith("top of the ladder, mean psnr_rgb: shipped ")
