@@ -196,11 +196,6 @@ def _entry_point_factories() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
-def adapter_names() -> list[str]:
-    """Every adapter name that a catalog entry may use."""
-    return sorted(set(BUILTIN_ADAPTERS) | set(_entry_point_factories()))
-
-
 def load_factory(adapter: str) -> CodecFactory:
     """Import the factory for ``adapter``: a built-in name, an entry point's name, or ``module:function``
     (an importable module, e.g. a local adapter on PYTHONPATH); raises LookupError or ImportError."""

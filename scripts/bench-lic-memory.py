@@ -50,7 +50,6 @@ DECODERS = {  # label: (codec options, BENCH_LIC_GEMM, which encoder's bitstream
 }
 ENCODERS = {"exact": {}, "float": {"exact": False}}
 UHD = (2160, 3840)
-MIB = 1 << 20
 
 
 def kodak(data_dir: Path) -> list[np.ndarray]:

@@ -30,7 +30,6 @@ from bench.measures import Metric, all_metrics
 from bench.report.compressai import ImportedCurve, imported_mean_curve
 from bench.report.curves import image_curves, mean_curves
 
-MODES = ("image", "curve")
 BOOTSTRAP_SAMPLES = 10000
 LOW_OVERLAP = 0.75
 CEILING_TOLERANCE = 1e-9  # a value this close to its metric's ceiling is saturated (CIEDE2000's 1e-15)
