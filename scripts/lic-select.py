@@ -7,8 +7,9 @@ rung of the ladder, with the shipped weights and with the candidate. Per photogr
 candidate against the shipped weights on psnr_rgb (bench.bd, pchip, each curve cut to its monotone
 points), then the mean and its bootstrap 95 % interval over the photographs: SHIP only when every
 photograph's BD-rate is defined and the whole interval is negative (the candidate needs fewer bits for
-the same quality, beyond the photographs' noise), or below -PERCENT with --margin PERCENT; otherwise NO. Also prints each model's top-of-ladder PSNR, the mean over the photographs (issue 21
-asks 36 dB on Kodak of the top rung).
+the same quality, beyond the photographs' noise), or below -PERCENT with --margin PERCENT; otherwise
+NO. Also prints each model's top-of-ladder PSNR, the mean over the photographs (issue 21 asks 36 dB on
+Kodak of the top rung).
 
     scripts/lic-select.py CANDIDATE.pt [--shipped codecs/lic/hyperprior.pt] [--data TRAIN_FOLDER]
 """
