@@ -84,8 +84,8 @@ def test_on_another_device_no_tensor_is_left_on_the_cpu(weights, name):
     with metric_device.computing_on("meta"), pytest.raises(RuntimeError) as failure:
         measures.all_metrics()[name].compute(*jpeg_pair(40, 48))
     assert str(failure.value) == "Tensor.item() cannot be called on meta tensors"
-    weights = perceptual.ALEXNET if name == "lpips_alex" else perceptual.VGG16
-    convs, linear = perceptual._lpips_on(weights, "meta")
+    network = perceptual.ALEXNET if name == "lpips_alex" else perceptual.VGG16
+    convs, linear = perceptual._lpips_on(network, "meta")
     assert {t.device.type for pair in convs for t in pair} | {t.device.type for t in linear} == {"meta"}
     assert {t.device.type for t in perceptual._dists_on("meta")} == {"meta"}
 
