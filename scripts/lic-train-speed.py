@@ -21,12 +21,16 @@ from pathlib import Path
 
 import torch
 
+from bench.lic import pack
 from bench.lic.model import build
 from bench.lic.train import (
     TrainConfig,
     device_for,
+    device_name,
+    fast_kernels,
     memory_format,
     optimizers,
+    sync,
     train_step,
     training_data,
     training_forward,
@@ -54,22 +58,18 @@ def measure(base: TrainConfig, name: str, batch: torch.Tensor, steps: int, warmu
     pair = optimizers(model, config.lr)
     lambdas = torch.tensor(config.lambdas, device=device)
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     began = time.perf_counter()
     forward = training_forward(model, config, x, level)
     for _ in range(warmup):
         train_step(forward, model, pair, x, level, lambdas, config, config.lr)
-    sync()
+    sync(device)
     warm_s = time.perf_counter() - began
     began = time.perf_counter()
     for _ in range(steps):
         result = train_step(forward, model, pair, x, level, lambdas, config, config.lr)
-    sync()
+    sync(device)
     timed_s = time.perf_counter() - began
     return {
         "name": name,
@@ -104,12 +104,10 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(args.configs.split(",")) - set(CONFIGURATIONS))
     if unknown:
         parser.error(f"unknown configuration {', '.join(unknown)}; choose from {', '.join(CONFIGURATIONS)}")
-    if Path(args.data).resolve().name.lower() == "kodak":
+    if pack.is_kodak(Path(args.data)):
         parser.error("Kodak is the test set: never train on it")
     torch.set_num_threads(args.threads)
-    torch.backends.cuda.matmul.allow_tf32 = True  # as bench.lic.train sets them
-    torch.backends.cudnn.allow_tf32 = True
-    torch.backends.cudnn.benchmark = True
+    fast_kernels()
     n, m = args.channels
     base = TrainConfig(data=args.data, batch=args.batch, crop=args.crop, n=n, m=m, device=args.device)
     device = device_for(args.device)
@@ -128,8 +126,12 @@ def main(argv: list[str] | None = None) -> None:
     pick = max(rows, key=lambda row: (args.budget - row["warmup_s"]) * row["steps_per_s"])
     print(f"fastest in {args.budget:.0f} s: {pick['name']} ({' '.join(pick['flags']) or 'no flags'})")
     if args.json:
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-        summary = {"device": name, "torch": torch.__version__, "batch": args.batch, "crop": args.crop}
+        summary = {
+            "device": device_name(device),
+            "torch": torch.__version__,
+            "batch": args.batch,
+            "crop": args.crop,
+        }
         args.json.write_text(json.dumps(summary | {"rows": rows, "pick": pick}, indent=1) + "\n")
 
 

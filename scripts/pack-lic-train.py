@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.lic import pack
+from bench.lic import pack, weights
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"{args.out}: {len(manifest['photos'])} photographs ({pixels / 1e6:.2f} Mpx), "
         f"{args.out.stat().st_size:,} bytes ({args.out.stat().st_size / 2**20:.2f} MiB), "
-        f"sha256 {pack.file_sha256(args.out)[:16]}; held out: "
+        f"sha256 {weights.file_sha256(args.out)[:16]}; held out: "
         + ", ".join(photo["name"] for photo in manifest["held_out"])
     )
 

@@ -86,7 +86,7 @@ def test_pack_holds_the_reduced_training_photos_and_every_hash(photos, tiny_pack
     assert [p["name"] for p in manifest["photos"]] == names[:3]  # all but the last 8
     assert [p["name"] for p in manifest["held_out"]] == names[3:]
     for entry in manifest["photos"] + manifest["held_out"]:
-        assert entry["sha256"] == pack.file_sha256(photos / entry["name"])
+        assert entry["sha256"] == weights.file_sha256(photos / entry["name"])
     for image, entry in zip(images, manifest["photos"], strict=True):
         with Image.open(photos / entry["name"]) as source:
             pixels = np.asarray(source.convert("RGB")).astype(int)
@@ -301,7 +301,7 @@ def test_a_round_writes_the_trained_state_exactly_and_an_altered_part_is_refused
     assert states_equal(rounds_model.state_dict(), model.state_dict())
     last = record["training"]["rounds"][-1]
     assert last["steps"] == 3 and last["data"]["pack"] == "lic-train.zip"
-    assert last["data"]["sha256"] == pack.file_sha256(tiny_pack) and len(last["data"]["held_out"]) == 8
+    assert last["data"]["sha256"] == weights.file_sha256(tiny_pack) and len(last["data"]["held_out"]) == 8
     with (out / "master-0.pt").open("r+b") as handle:
         handle.seek(100)
         handle.write(b"\x00")

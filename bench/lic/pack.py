@@ -10,7 +10,6 @@ with its sha256, packed or held out, so that a round records exactly what it tra
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import zipfile
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from bench.lic.weights import find_images
+from bench.lic.weights import file_sha256, find_images
 
 FORMAT = 1
 SCALE = 2
@@ -30,8 +29,9 @@ MANIFEST = "manifest.json"
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # every member's date in the zip: the same photographs make the same bytes
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def is_kodak(folder: Path) -> bool:
+    """Whether ``folder`` is Kodak, the test set: never trained or selected on."""
+    return folder.resolve().name.lower() == "kodak"
 
 
 def split(folder: Path, held_out: int = HELD_OUT) -> tuple[list[Path], list[Path]]:
@@ -39,7 +39,7 @@ def split(folder: Path, held_out: int = HELD_OUT) -> tuple[list[Path], list[Path
 
     Refuses Kodak (the test set) and a folder with no more photographs than ``held_out``.
     """
-    if folder.resolve().name.lower() == "kodak":
+    if is_kodak(folder):
         raise SystemExit(f"{folder}: Kodak is the test set: never train or select on it")
     paths = find_images(folder)
     if len(paths) <= held_out:

@@ -84,7 +84,7 @@ def write_master(model: GainedModel, folder: Path, record: dict[str, Any], limit
         torch.save(part, path)
         if path.stat().st_size >= limit:
             raise ValueError(f"{path} is {path.stat().st_size} bytes, over the part limit {limit}")
-        files.append({"file": path.name, "bytes": path.stat().st_size, "sha256": pack.file_sha256(path)})
+        files.append({"file": path.name, "bytes": path.stat().st_size, "sha256": weights.file_sha256(path)})
     path = folder / RECORD
     path.write_text(json.dumps(record | {"parts": files}, indent=1) + "\n")
     return path
@@ -98,7 +98,7 @@ def read_master(folder: Path) -> tuple[GainedModel, dict[str, Any]]:
         if Path(part["file"]).name != part["file"]:
             raise SystemExit(f"{folder / RECORD}: part {part['file']!r} is not a file of {folder}")
         path = folder / part["file"]
-        if pack.file_sha256(path) != part["sha256"]:
+        if weights.file_sha256(path) != part["sha256"]:
             raise SystemExit(f"{path}: sha256 differs from {RECORD}'s: an incomplete or altered part")
         state |= torch.load(path, map_location="cpu", weights_only=True)
     config = record["config"]
@@ -120,7 +120,7 @@ def save_for_training(model: GainedModel, record: dict[str, Any], path: Path, ha
     payload = {k: record[k] for k in ("config", "lambdas", "distortion", "training")} | {"state_dict": state}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(payload, path)
-    return pack.file_sha256(path)
+    return weights.file_sha256(path)
 
 
 def held_out_photos(meta: dict[str, Any], data: Path, held_out: int = pack.HELD_OUT) -> list[Path]:

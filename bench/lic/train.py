@@ -105,7 +105,7 @@ def training_data(config: TrainConfig, device: torch.device) -> TrainingData:
         held = [photo["name"] for photo in manifest["held_out"]]
         record = {
             "pack": source.name,
-            "sha256": pack.file_sha256(source),
+            "sha256": weights.file_sha256(source),
             "photos": len(photos),
             "held_out": held,
         }
@@ -159,11 +159,11 @@ def validate(model: GainedModel, images: list[np.ndarray], config: TrainConfig) 
     """Estimated bpp and PSNR (rounded latents) of each level on the held-out images."""
     model.eval()
     device = next(model.parameters()).device
+    batches = [torch.from_numpy(image).to(device).permute(2, 0, 1)[None].float() / 255 for image in images]
     rows = []
     for level in range(len(config.lambdas)):
         bpp, psnr = [], []
-        for image in images:
-            x = torch.from_numpy(image).to(device).permute(2, 0, 1)[None].float() / 255
+        for x in batches:
             height, width = x.shape[2:]
             out = model(model.pad(x), torch.tensor([level], device=x.device))
             x_hat = out["x_hat"][:, :, :height, :width].clamp(0, 1)
@@ -191,6 +191,20 @@ def device_for(name: str) -> torch.device:
 
 def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+
+
+def fast_kernels() -> None:
+    """TF32 matmuls and convolutions, and cuDNN's own choice of kernels (one batch shape throughout):
+    for training only; lic's coding turns TF32 off."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (a GPU's), so that a clock read after it times that work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def memory_format(config: TrainConfig) -> torch.memory_format:
@@ -282,9 +296,7 @@ def train(config: TrainConfig) -> GainedModel:
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     device = device_for(config.device)
-    torch.backends.cuda.matmul.allow_tf32 = True  # training only; lic's coding turns TF32 off
-    torch.backends.cudnn.allow_tf32 = True
-    torch.backends.cudnn.benchmark = True  # one batch shape throughout: let cuDNN pick its fastest kernels
+    fast_kernels()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     data = training_data(config, device)
@@ -329,10 +341,6 @@ def train(config: TrainConfig) -> GainedModel:
             checkpoint,
         )
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
     probe = torch.rand(config.batch, 3, config.crop, config.crop, device=device).contiguous(
         memory_format=layout
     )
@@ -375,10 +383,10 @@ def train(config: TrainConfig) -> GainedModel:
         if bar is not None:
             bar.update(1)
         if config.time_budget and done == 20:
-            sync()
+            sync(device)
             timed_from = time.perf_counter()
         if config.time_budget and done == 120:
-            sync()
+            sync(device)
             rate = 100 / (time.perf_counter() - timed_from)
             remaining = config.time_budget - (time.perf_counter() - began)
             config.steps = min(config.steps, done + int(remaining * rate))
@@ -403,7 +411,7 @@ def train(config: TrainConfig) -> GainedModel:
             log.flush()
         if done % config.checkpoint_every == 0 or done == config.steps:
             save(done)
-    sync()
+    sync(device)
     if bar is not None:
         bar.close()
     log.close()
@@ -531,7 +539,7 @@ def parse_args(argv: list[str] | None = None, prog: str = "bench train lic") -> 
     if not args["data"]:
         data_dir = os.environ.get("BENCH_DATA_DIR") or Path.home() / ".cache" / "codec-bench" / "datasets"
         args["data"] = str(Path(data_dir) / "train")
-    if Path(args["data"]).resolve().name == "kodak":
+    if pack.is_kodak(Path(args["data"])):
         parser.error("Kodak is the test set: never train on it")
     return TrainConfig(**args)
 

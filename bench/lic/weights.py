@@ -109,6 +109,10 @@ def export(
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(payload, path)
+    return file_sha256(path)
+
+
+def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
