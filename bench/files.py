@@ -29,6 +29,12 @@ class FilesystemError(UserError):
         self.errno = code
 
 
+def inside(folder: Path, name: str) -> bool:
+    """Whether the relative ``name`` (from a manifest, a run.json: data) names a path inside ``folder``,
+    its links resolved: not absolute, no ``..`` climbing out."""
+    return not Path(name).is_absolute() and (folder / name).resolve().is_relative_to(folder.resolve())
+
+
 def linked(path: Path) -> FilesystemError:
     return FilesystemError(
         f"{path} is a symbolic link: bench does not follow links inside its folders; remove it", errno.ELOOP

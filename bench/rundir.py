@@ -156,11 +156,7 @@ class DatasetRecord:
         """Where the image ``name`` was: a path inside ``root``; LookupError for a name that is absolute
         or climbs out of it (run.json is data: it chooses no file elsewhere)."""
         root = Path(self.root)
-        if (
-            not self.root
-            or Path(name).is_absolute()
-            or not (root / name).resolve().is_relative_to(root.resolve())
-        ):
+        if not self.root or not files.inside(root, name):
             raise LookupError(f"run.json names the image {name!r} outside its dataset root {self.root!r}")
         return root / name
 

@@ -202,7 +202,7 @@ def read_bitstream(directory: Path, name: str) -> bytes:
     """The bytes of a manifest's ``file``: a regular file inside ``directory`` (not through a link), at
     most MAX_BITSTREAM_BYTES; raises ValueError saying which rule it breaks."""
     path = directory / name
-    if Path(name).is_absolute() or not path.resolve().is_relative_to(directory.resolve()):
+    if not files.inside(directory, name):
         raise ValueError(f"{name!r} is not a file inside {directory}")
     try:
         mode = os.lstat(path)
